@@ -1,0 +1,19 @@
+# Two commands on a fresh machine: `make run` (main job) and `make test` (tests).
+VENV ?= .venv
+PYTHON ?= python3
+export HF_HUB_OFFLINE = 1
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e ".[test]"
+	touch $@
+
+.PHONY: setup run test
+setup: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(VENV)/bin/bench run --suite default
+
+# pytest exits 5 when it collects no test: that is not a failure here.
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest; code=$$?; [ $$code -eq 0 ] || [ $$code -eq 5 ]

@@ -1,0 +1,73 @@
+"""`bench` command line: argument parsing only; each command lives in its own module.
+
+User mistakes (unknown suite/method/dataset, bad YAML key, missing data...) end
+in one line on stderr and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _cmd(target: str):
+    """Lazy dispatcher: 'module:function' imported only when the command runs."""
+    def run(args: argparse.Namespace) -> int:
+        module, func = target.split(":")
+        return getattr(importlib.import_module(module), func)(args) or 0
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description="Reproducibility benchmark suite for "
+                                "multi-label image classification")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run every job of a suite not already done")
+    r.add_argument("--suite", required=True, help="suite name (sweeps/NAME.yaml) or a YAML path")
+    r.add_argument("--results", default="results", help="results root (default: results)")
+    r.add_argument("--data-root", default=None, help="dataset folder (or $BENCH_DATA_ROOT)")
+    r.add_argument("--seeds", default=None, help="comma-separated seeds overriding the suite's")
+    r.add_argument("--methods", default=None, help="comma-separated row labels or methods to run")
+    r.add_argument("--dry-run", action="store_true", help="list the jobs and their state; run nothing")
+    r.add_argument("--executor", default=None, help="local (default) or slurm")
+    r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    r.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    r.add_argument("--no-report", action="store_true", help="do not regenerate REPORT.md afterwards")
+    r.set_defaults(func=_cmd("bench.run_suite:main"))
+
+    res = sub.add_parser("results", help="one row per finished job of a suite")
+    res.add_argument("--suite", required=True)
+    res.add_argument("--results", default="results")
+    res.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    res.set_defaults(func=_cmd("bench.collect:main"))
+
+    rep = sub.add_parser("report", help="regenerate REPORT.md from results/")
+    rep.add_argument("--results", default="results")
+    rep.add_argument("--output", default="REPORT.md")
+    rep.add_argument("--check", action="store_true", help="exit 1 if REPORT.md is not current")
+    rep.set_defaults(func=_cmd("bench.report:main"))
+
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.errors import USER_ERRORS
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except USER_ERRORS as err:
+        print(f"bench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; finished jobs are kept, unfinished ones resume on the next run",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

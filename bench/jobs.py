@@ -1,0 +1,55 @@
+"""JobSpec: one training run, fully resolved, addressed by a hash of its semantic fields.
+
+The job id depends on method, hyperparameters, dataset (name + options), backbone,
+budget, optimiser, protocol, evaluation convention and seed -- never on an
+absolute path, the suite's name, the executor or the machine -- so the same run
+asked for twice (by a suite, a sweep, or a second user) is recognised as done.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+#: Fields that decide what a job computes; everything else is bookkeeping.
+SEMANTIC_FIELDS = ("method", "hparams", "dataset", "backbone", "budget", "optimizer",
+                   "protocol", "evaluation", "seed")
+
+
+def canonical_json(value: Any) -> str:
+    """Key-sorted compact JSON; floats as repr so 0.1 and 1e-1 hash the same."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    method: str
+    hparams: Mapping[str, Any]
+    dataset: Mapping[str, Any]  # {"name": ..., "options": {...}}
+    backbone: Mapping[str, Any]  # {"name": ..., "options": {...}}
+    budget: Mapping[str, Any]  # epochs, batch_size, resolution, train_images, augmentation, ...
+    optimizer: Mapping[str, Any]  # name, lr, weight_decay, schedule, ...
+    protocol: str  # "equal-budget" | "paper-recipe"
+    evaluation: Mapping[str, Any]  # convention name + trick lambdas
+    seed: int
+    label: str = ""  # human-readable row name, e.g. "csra H=4"; not semantic
+    suite: str = ""  # where it was asked for; not semantic
+    data_root: str | None = field(default=None, compare=False)  # machine-specific; not semantic
+
+    @property
+    def job_id(self) -> str:
+        semantic = {k: getattr(self, k) for k in SEMANTIC_FIELDS}
+        digest = hashlib.sha256(canonical_json(semantic).encode()).hexdigest()[:12]
+        return f"{self.method}-{digest}"
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.method
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(canonical_json(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "JobSpec":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
