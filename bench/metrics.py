@@ -1,0 +1,323 @@
+"""The one evaluator of the benchmark: per-class AP / mAP and the thresholded P/R/F1 family.
+
+Every method is scored by the same code, under a named convention (:data:`CONVENTIONS`).
+The default, ``"paper"``, is what the papers' tables describe; the ``*-repo`` presets
+reproduce what each reference repository's evaluation code actually computes, so a reported
+number can be compared with the number that repository would print for the same scores.
+
+Inputs
+    ``scores``: (N, C) numpy array or torch tensor, higher = more likely positive
+    (probabilities for :func:`multilabel_metrics`: the runner applies a float32 sigmoid).
+    ``targets``: (N, C) with 1 = positive, 0 = negative, -1 = ignore (VOC "difficult",
+    unknown attribute).
+
+Precision of the arithmetic
+    Scores are cast to at least float32 and all arithmetic is float64. Do not compute the
+    sigmoid in float16: above a logit of about 7.6 every fp16 sigmoid rounds to exactly 1.0,
+    so confident positives collapse into one tie group and AP changes (tie-aware AP drops,
+    tie-unaware AP depends on the sort order). ``benchmarks/bench_metrics.py`` measures it.
+
+Policies (they differ between reference repositories; each is a named option here)
+    * AP ties: ``"sklearn"`` (default) equals ``sklearn.metrics.average_precision_score``:
+      precision/recall are evaluated only at distinct score values, so tied scores form one
+      group. ``"sort"`` is the reference repositories' "precision at each positive in sorted
+      order, averaged", using a STABLE descending sort (the repositories use unstable sorts,
+      so their tie order is arbitrary; with tie-free scores both options are identical).
+    * AP and ignored labels: entries with target -1 are removed from that class's ranking.
+    * A class with no positive (after removing -1 entries) has AP = NaN; it is excluded from
+      mAP and from the class means CP / CR / CF1, and ``classes_without_positives`` counts
+      them. (The references divide by zero there; on COCO/VOC test sets no class is affected.)
+      Micro OP / OR / OF1 include every class.
+    * A class with no predicted positive has precision 0 (ML-GCN, CSRA, KMCL set its
+      prediction count to 1; ASL sets precision 0 when it has no true positive).
+    * F1 of two zeros is 0.
+    * -1 labels in P/R: ``"ignore"`` drops them from every count (CSRA, mmpretrain);
+      ``"negative"`` counts them as negatives (ML-GCN, KMCL).
+    * CF1: ``"harmonic"`` = 2 CP CR / (CP + CR) (ML-GCN, CSRA, KMCL); ``"mean"`` = mean of
+      per-class F1 (ASL, mmpretrain).
+    * top-k: only each image's k highest scores (stable, lower class index first on ties)
+      may be predicted positive; they must still pass the threshold.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+try:  # torch is optional for this module: only used to accept tensors
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None  # type: ignore[assignment]
+
+METRIC_KEYS: tuple[str, ...] = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
+TOP3_K = 3
+AP_TIES: tuple[str, ...] = ("sklearn", "sort")
+CF1_KINDS: tuple[str, ...] = ("harmonic", "mean")
+IGNORE_IN_PR: tuple[str, ...] = ("ignore", "negative")
+
+
+class MetricsInputError(ValueError):
+    """Scores/targets or an option the evaluator cannot use; the message says what is wrong."""
+
+
+# --------------------------------------------------------------------------- input checks
+
+def _as_numpy(array: Any, name: str) -> np.ndarray:
+    if torch is not None and isinstance(array, torch.Tensor):
+        array = array.detach().cpu()
+        if array.dtype in (torch.float16, torch.bfloat16):
+            array = array.float()
+        array = array.numpy()
+    array = np.asarray(array)
+    if array.ndim != 2:
+        raise MetricsInputError(f"{name} must be 2-D (N images, C classes), got shape {array.shape}")
+    return array
+
+
+def _check_inputs(scores: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Return (scores float64, targets int8), both (N, C), or raise one clear line."""
+    score_array = _as_numpy(scores, "scores")
+    target_array = _as_numpy(targets, "targets")
+    if score_array.shape != target_array.shape:
+        raise MetricsInputError(
+            f"scores shape {score_array.shape} != targets shape {target_array.shape}; "
+            "pass one row per image and one column per class for both")
+    if not (np.issubdtype(score_array.dtype, np.floating) or np.issubdtype(score_array.dtype, np.integer)):
+        raise MetricsInputError(f"scores must be numeric, got dtype {score_array.dtype}")
+    # at least float32 (fp16 has already saturated: see module docstring), arithmetic in float64
+    score_array = score_array.astype(np.promote_types(score_array.dtype, np.float32)).astype(np.float64)
+    if np.isnan(score_array).any():
+        n_nan = int(np.isnan(score_array).sum())
+        raise MetricsInputError(f"scores contain {n_nan} NaN value(s); the model diverged or a batch is missing")
+    bad = ~np.isin(target_array, (1, 0, -1))
+    if bad.any():
+        example = target_array[bad].ravel()[0]
+        raise MetricsInputError(
+            f"targets must be 1 (positive), 0 (negative) or -1 (ignore); found {example!r} "
+            f"in {int(bad.sum())} entr{'y' if bad.sum() == 1 else 'ies'}")
+    return score_array, target_array.astype(np.int8)
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise MetricsInputError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+
+
+# --------------------------------------------------------------------------- AP
+
+def _average_precision(score_array: np.ndarray, target_array: np.ndarray, ties: str) -> np.ndarray:
+    """Per-class AP of validated float64 scores (N, C) and int8 targets (N, C) -> (C,)."""
+    n_images, n_classes = score_array.shape
+    if n_images == 0:
+        return np.full(n_classes, np.nan)
+    # one stable argsort for all classes: descending score, lower row index first on ties
+    order = np.argsort(-score_array, axis=0, kind="stable")
+    sorted_scores = np.take_along_axis(score_array, order, axis=0)
+    sorted_targets = np.take_along_axis(target_array, order, axis=0)
+    is_positive = sorted_targets == 1
+    # ignored entries count as neither positive nor negative: removed from the ranking
+    true_pos = np.cumsum(is_positive, axis=0, dtype=np.float64)
+    false_pos = np.cumsum(sorted_targets == 0, axis=0, dtype=np.float64)
+    if ties == "sklearn":
+        # precision is read at the LAST element of each tie group (sklearn's distinct thresholds)
+        is_group_end = np.ones_like(is_positive)
+        is_group_end[:-1] = np.diff(sorted_scores, axis=0) != 0
+        rows = np.arange(n_images)[:, None]
+        end_index = np.where(is_group_end, rows, n_images)
+        end_index = np.minimum.accumulate(end_index[::-1], axis=0)[::-1]
+        true_pos = np.take_along_axis(true_pos, end_index, axis=0)
+        false_pos = np.take_along_axis(false_pos, end_index, axis=0)
+    retrieved = true_pos + false_pos
+    precision = np.divide(true_pos, retrieved, out=np.zeros_like(true_pos), where=retrieved > 0)
+    n_positive = is_positive.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ap = (precision * is_positive).sum(axis=0) / n_positive
+    ap[n_positive == 0] = np.nan
+    return ap
+
+
+def average_precision(scores: Any, targets: Any, ties: str = "sklearn") -> np.ndarray:
+    """Per-class average precision in [0, 1] (NOT percent).
+
+    Args:
+        scores: (N, C) numpy array or torch tensor; higher = more likely positive.
+        targets: (N, C); 1 positive, 0 negative, -1 ignored (removed from that class's ranking).
+        ties: ``"sklearn"`` (equals ``sklearn.metrics.average_precision_score`` per class,
+            ties grouped) or ``"sort"`` (tie-unaware precision at each positive of a stable
+            descending sort, averaged: the reference repositories' formula).
+
+    Returns:
+        (C,) float64; NaN for a class without positives.
+    """
+    _check_choice("ties", ties, AP_TIES)
+    score_array, target_array = _check_inputs(scores, targets)
+    return _average_precision(score_array, target_array, ties)
+
+
+# --------------------------------------------------------------------------- P / R / F1
+
+def _safe_ratio(numerator: np.ndarray | float, denominator: np.ndarray | float) -> np.ndarray:
+    """numerator / denominator with 0 where the denominator is 0."""
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.asarray(denominator, dtype=np.float64)
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
+
+
+def _f1(precision: np.ndarray | float, recall: np.ndarray | float) -> np.ndarray:
+    return _safe_ratio(2 * np.asarray(precision) * np.asarray(recall), np.asarray(precision) + np.asarray(recall))
+
+
+def _predictions(score_array: np.ndarray, threshold: float, top_k: int | None, inclusive: bool) -> np.ndarray:
+    predicted = score_array >= threshold if inclusive else score_array > threshold
+    if top_k is not None:
+        n_classes = score_array.shape[1]
+        if top_k < n_classes:
+            top = np.argsort(-score_array, axis=1, kind="stable")[:, :top_k]
+            in_top = np.zeros_like(predicted)
+            np.put_along_axis(in_top, top, True, axis=1)
+            predicted &= in_top
+    return predicted
+
+
+def multilabel_metrics(scores: Any, targets: Any, threshold: float = 0.5, top_k: int | None = None,
+                       cf1: str = "harmonic", ap_ties: str = "sklearn", ignore_in_pr: str = "ignore",
+                       inclusive: bool = True) -> dict[str, float]:
+    """mAP, CP, CR, CF1, OP, OR, OF1 in PERCENT, plus ``classes_without_positives`` (int).
+
+    Args:
+        scores: (N, C) probabilities (numpy or torch).
+        targets: (N, C) in {1, 0, -1}.
+        threshold: predicted positive when score >= threshold (``inclusive``) or > threshold.
+        top_k: if set, only each image's k highest scores can be predicted positive.
+        cf1: ``"harmonic"`` (2 CP CR / (CP + CR)) or ``"mean"`` (mean of per-class F1).
+        ap_ties: see :func:`average_precision`.
+        ignore_in_pr: ``"ignore"`` (-1 entries dropped from P/R counts) or ``"negative"``.
+        inclusive: ``>=`` (True) or ``>`` (False) for the threshold.
+    See the module docstring for the 0/0 policies.
+    """
+    _check_choice("cf1", cf1, CF1_KINDS)
+    _check_choice("ap_ties", ap_ties, AP_TIES)
+    _check_choice("ignore_in_pr", ignore_in_pr, IGNORE_IN_PR)
+    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise MetricsInputError(f"top_k={top_k!r} must be a positive integer or None")
+    if not np.isfinite(threshold):
+        raise MetricsInputError(f"threshold={threshold!r} must be a finite number")
+    score_array, target_array = _check_inputs(scores, targets)
+
+    ap = _average_precision(score_array, target_array, ap_ties)
+    has_positive = ~np.isnan(ap)
+
+    predicted = _predictions(score_array, threshold, top_k, inclusive)
+    is_positive = target_array == 1
+    counted = target_array != -1 if ignore_in_pr == "ignore" else np.ones_like(is_positive)
+    true_pos = (predicted & is_positive).sum(axis=0)
+    n_predicted = (predicted & counted).sum(axis=0)
+    n_positive = is_positive.sum(axis=0)
+
+    class_precision = _safe_ratio(true_pos, n_predicted)  # no prediction -> precision 0
+    class_recall = _safe_ratio(true_pos, n_positive)
+    if has_positive.any():
+        cp = float(class_precision[has_positive].mean())
+        cr = float(class_recall[has_positive].mean())
+        mean_ap = float(ap[has_positive].mean())
+        cf1_value = float(_f1(cp, cr)) if cf1 == "harmonic" else float(
+            _f1(class_precision, class_recall)[has_positive].mean())
+    else:
+        cp = cr = mean_ap = cf1_value = float("nan")
+    op = float(_safe_ratio(true_pos.sum(), n_predicted.sum()))
+    orec = float(_safe_ratio(true_pos.sum(), n_positive.sum()))
+    result = {"mAP": mean_ap, "CP": cp, "CR": cr, "CF1": cf1_value,
+              "OP": op, "OR": orec, "OF1": float(_f1(op, orec))}
+    result = {key: 100.0 * value for key, value in result.items()}
+    result["classes_without_positives"] = int((~has_positive).sum())
+    return result
+
+
+# --------------------------------------------------------------------------- conventions
+
+CONVENTIONS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "threshold": 0.5, "inclusive": True, "cf1": "harmonic", "ap_ties": "sklearn",
+        "ignore_in_pr": "ignore",
+        "description": (
+            "THE DEFAULT. What the papers' tables state: p >= 0.5, CF1 = 2 CP CR/(CP+CR), OP/OR/OF1 "
+            "micro, tie-aware AP (= sklearn average_precision_score), -1 labels ignored everywhere."),
+    },
+    "asl-repo": {
+        "threshold": 0.8, "inclusive": False, "cf1": "mean", "ap_ties": "sort",
+        "ignore_in_pr": "ignore",
+        "description": (
+            "Alibaba-MIIL/ASL validate.py (read via the code index): pred = sigmoid.gt(--thre), "
+            "--thre default 0.8 (strict >); per-class P, R, F1 set to 0 when a class has no true "
+            "positive; CF1 (F_C) = mean of per-class F1; OP/OR/OF1 micro. AP: "
+            "src/helper_functions/helper_functions.py average_precision, precision at each positive "
+            "after output.argsort()[::-1] (tie-unaware, tie order reversed; here: stable sort). "
+            "ASL's COCO targets are 0/1, so ignore_in_pr is moot there (kept 'ignore'). Its train.py "
+            "threshold default is 0.7 (args.th) but validation uses 0.8."),
+    },
+    "mlgcn-repo": {
+        "threshold": 0.5, "inclusive": True, "cf1": "harmonic", "ap_ties": "sort",
+        "ignore_in_pr": "negative",
+        "description": (
+            "ML-GCN util.py AveragePrecisionMeter (read via the code index, megvii-research/ML-GCN "
+            "mirror; Megvii-Nanjing/ML-GCN not stored): evaluation counts logit >= 0 (= p >= 0.5 "
+            "inclusive); Np==0 -> 1 (precision 0); CF1 harmonic; OP/OR/OF1 micro; difficult labels "
+            "skipped in AP (torch.sort descending, tie-unaware) but mapped to 0 = negative in P/R; "
+            "top-3 keeps the 3 largest logits then >= 0."),
+    },
+    "csra-repo": {
+        "threshold": 0.5, "inclusive": True, "cf1": "harmonic", "ap_ties": "sort",
+        "ignore_in_pr": "ignore",
+        "description": (
+            "Kevinz-code/CSRA utils/evaluation/cal_PR.py and cal_mAP.py (read via the code index): "
+            "predicted when score >= 0.5; predict_num==0 -> 1 (precision 0); CF1 harmonic; OP/OR/OF1 "
+            "micro; voc07 difficult entries removed from both AP and P/R; AP = precision at each "
+            "positive after np.argsort(-score) (tie-unaware); top-3 zeroes all but the 3 highest "
+            "scores then >= 0.5."),
+    },
+    "kmcl-repo": {
+        "threshold": 0.8, "inclusive": True, "cf1": "harmonic", "ap_ties": "sort",
+        "ignore_in_pr": "negative",
+        "description": (
+            "mahdihosseini/KMCL meters.py (read via the code index): module threshold = 0.8, "
+            "predicted when score >= 0.8 (also inside top-3); Np==0 -> 1 (precision 0); CF1 harmonic; "
+            "OP/OR/OF1 micro; difficult labels skipped in AP (torch.sort descending, tie-unaware) and "
+            "mapped to negative in P/R (targets[targets == -1] = 0)."),
+    },
+}
+
+_METRIC_OPTIONS: frozenset[str] = frozenset({"threshold", "top_k", "cf1", "ap_ties", "ignore_in_pr", "inclusive"})
+
+
+def _resolve(convention: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    if convention not in CONVENTIONS:
+        raise MetricsInputError(
+            f"unknown metric convention {convention!r}; known: {', '.join(CONVENTIONS)}")
+    unknown = set(overrides) - _METRIC_OPTIONS
+    if unknown:
+        raise MetricsInputError(
+            f"unknown metric option(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_METRIC_OPTIONS))}")
+    options = {"top_k": None}
+    options.update((key, value) for key, value in CONVENTIONS[convention].items() if key != "description")
+    options.update(overrides)
+    return options
+
+
+def convention_record(convention: str = "paper", **overrides: Any) -> dict[str, Any]:
+    """The resolved options of a convention (+ ``name``, ``description``, ``overrides``) for records."""
+    options = _resolve(convention, overrides)
+    return {"name": convention, **options, "overrides": dict(overrides),
+            "description": CONVENTIONS[convention]["description"]}
+
+
+def evaluate(scores: Any, targets: Any, convention: str = "paper", **overrides: Any) -> dict[str, float]:
+    """Metrics under a named convention plus the top-3 variants (keys ``CP_top3`` ... ``OF1_top3``).
+
+    ``overrides`` replace single options of the convention (e.g. ``threshold=0.7``).
+    """
+    options = _resolve(convention, overrides)
+    result: dict[str, float] = dict(multilabel_metrics(scores, targets, **options))
+    top3 = multilabel_metrics(scores, targets, **{**options, "top_k": TOP3_K})
+    for key in METRIC_KEYS[1:]:
+        result[f"{key}_top3"] = top3[key]
+    return result
