@@ -74,6 +74,9 @@ class StageContext:
     device: str
     iterate_train: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]
     train_targets: np.ndarray
+    #: True when the stage restarts from a checkpoint taken inside it: the model's
+    #: state (buffers included) is already restored, so do not recompute what is stored.
+    resuming: bool = False
 
 
 class MultiLabelModel(nn.Module):
