@@ -12,6 +12,8 @@ from methods.base import HparamError, MethodSpec
 _MODULES = (
     "baseline",
     "asl",
+    "kmcl",
+    "probmcl",
 )
 
 _REGISTRY: dict[str, MethodSpec] = {}
