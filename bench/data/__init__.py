@@ -16,6 +16,9 @@ from bench.data.base import DataError, MultiLabelData, Split
 #: dataset name -> "module:function"; modules are imported only when used.
 _LOADERS: dict[str, str] = {
     "mnist-mosaic": "bench.data.embedded:load",
+    "coco2014": "bench.data.coco:load",
+    "voc2007": "bench.data.voc:load",
+    "generic": "bench.data.generic:load",
 }
 
 Loader = Callable[..., MultiLabelData]

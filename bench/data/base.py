@@ -74,6 +74,19 @@ def fingerprint_arrays(*arrays: np.ndarray, extra: str = "") -> str:
     return h.hexdigest()[:16]
 
 
+def class_permutation(classes_from: tuple[str, ...] | list[str],
+                      classes_to: tuple[str, ...] | list[str]) -> np.ndarray:
+    """Index array ``p`` with ``x_to = x_from[..., p]``: re-orders class columns (labels,
+    word vectors, co-occurrence rows) from one class order to another, e.g. COCO's
+    id order to ML-GCN's alphabetical files. Both must hold the same names."""
+    position = {name: i for i, name in enumerate(classes_from)}
+    missing = [name for name in classes_to if name not in position]
+    if missing or len(classes_from) != len(classes_to):
+        raise DataError(f"class lists differ (e.g. {missing[:1] or 'lengths'}); a class-ordered "
+                        "file must name exactly the dataset's classes")
+    return np.array([position[name] for name in classes_to], dtype=np.int64)
+
+
 def carve_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic (train_idx, val_idx) split of range(n); both sorted."""
     if not 0 < fraction < 1:
