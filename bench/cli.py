@@ -51,6 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--check", action="store_true", help="exit 1 if REPORT.md is not current")
     rep.set_defaults(func=_cmd("bench.report:main"))
 
+    cost = sub.add_parser("cost", help="parameters and GMACs (fvcore) of every method row, beside "
+                          "the papers' values; no data, no GPU")
+    cost.add_argument("--suite", required=True, help="coco-tables, default, a suite name or a YAML path")
+    cost.add_argument("--format", choices=("table", "md", "csv", "json"), default="table")
+    cost.add_argument("--results", default="results", help="writes <results>/cost/<suite>.json")
+    cost.add_argument("--no-save", action="store_true", help="print only; write no record")
+    cost.add_argument("--timing", action="store_true", help="also time training steps and inference "
+                      "relative to the baseline on the same backbone (trains; slow)")
+    cost.add_argument("--timing-batch", type=int, default=8)
+    cost.add_argument("--timing-reps", type=int, default=5)
+    cost.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    cost.set_defaults(func=_cmd("bench.cost:main"))
+
     return p
 
 
