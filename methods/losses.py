@@ -84,6 +84,10 @@ _LOG_2PI = math.log(2 * math.pi)
 GMM_CHUNK_ELEMENTS = 30_000_000
 
 
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def _as_log_weights(pi: torch.Tensor, log_weights: bool) -> torch.Tensor:
     return pi if log_weights else torch.log(pi.clamp(min=torch.finfo(pi.dtype).tiny))
 
@@ -164,7 +168,7 @@ def label_overlap(labels: torch.Tensor, overlap: str = "jaccard") -> torch.Tenso
     jaccard: |y_i & y_j| / |y_i | y_j|; cosine: y_i . y_j / (||y_i|| ||y_j||) (the paper
     prints ||y||^2 in the cosine's denominator, a typo: that is not a cosine). 0/0 -> 0.
     """
-    y = labels.clamp(min=0).float()
+    y = _at_least_fp32(labels.clamp(min=0))
     inter = y @ y.T
     count = y.sum(1)
     if overlap == "jaccard":
@@ -196,7 +200,7 @@ def probabilistic_contrastive_loss(sim: torch.Tensor, labels: torch.Tensor, alph
         raise HparamError(f"probabilistic_contrastive_loss: overlap={overlap!r} must be 'jaccard' or 'cosine'")
     m = sim.shape[0]
     eye = torch.eye(m, dtype=torch.bool, device=sim.device)
-    logits = (sim.float() / tau).masked_fill(eye, float("-inf"))
+    logits = (_at_least_fp32(sim) / tau).masked_fill(eye, float("-inf"))
     log_prob = (logits - torch.logsumexp(logits, dim=1, keepdim=True)).masked_fill(eye, 0.0)
     d = label_overlap(labels, overlap).to(sim.device)
     positive = (d >= alpha) & ~eye
@@ -259,10 +263,10 @@ def kmcl_kernel_contrastive_loss(log_bc: torch.Tensor, targets: torch.Tensor, ta
     weighting). loss_i = -1/|A(i)| sum_{j in A(i)} sum_{k shared} term; empty A(i) -> 0;
     ``mean`` divides the anchor sum by M (the reference's /batch_size).
     """
-    y = targets.clamp(min=0).float()
+    y = _at_least_fp32(targets.clamp(min=0))
     m = y.shape[0]
     eye = torch.eye(m, dtype=torch.bool, device=log_bc.device)
-    logits = (torch.exp(log_bc.float()) / tau).masked_fill(eye[:, :, None], float("-inf"))
+    logits = (torch.exp(_at_least_fp32(log_bc)) / tau).masked_fill(eye[:, :, None], float("-inf"))
     log_ratio = (logits - torch.logsumexp(logits, dim=1, keepdim=True)).masked_fill(eye[:, :, None], 0.0)
     shared = y[:, None, :] * y[None, :, :] * (~eye)[:, :, None]            # (M, M, K)
     j = label_overlap(y, "jaccard")
@@ -287,8 +291,8 @@ def kmcl_reconstruction_loss(z: torch.Tensor, pi_logits: torch.Tensor, mu: torch
     reference uses unnormalised Gaussians (``normalised=False``). Samples without a
     positive label contribute 0 (the reference clamps them to a constant). ``mean`` over M.
     """
-    y = targets.clamp(min=0).float()
-    log_w = F.logsigmoid(pi_logits.float()) + gaussian_log_density(z, mu, var, normalised)
+    y = _at_least_fp32(targets.clamp(min=0))
+    log_w = F.logsigmoid(_at_least_fp32(pi_logits)) + gaussian_log_density(z, mu, var, normalised)
     log_pos = torch.logsumexp(log_w.masked_fill(y <= 0, -1e30), dim=1)  # finite: no NaN grads
     has_pos = y.sum(1) > 0
     per_sample = torch.where(has_pos, torch.logsumexp(log_w, dim=1) - log_pos,
