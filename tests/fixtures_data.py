@@ -56,7 +56,7 @@ VOC_TRAINVAL = {"000005": [("chair", False), ("chair", True)], "000007": [("car"
                 "000016": [("bicycle", False)], "000017": [("person", False), ("horse", False)],
                 "000019": [("cat", False)], "000020": [("car", False), ("car", True)],
                 "000021": [("dog", False), ("person", True)], "000023": [("bicycle", False)]}
-VOC_TEST = {"000001": [("dog", False), ("person", False)], "000002": [("train", False)],
+VOC_TEST = {"000001": [("dog", False), ("person", False)], "000002": [("train", False), ("person", True)],
             "000004": [("car", False), ("tvmonitor", True)], "000006": [("pottedplant", True), ("chair", False)]}
 
 

@@ -126,7 +126,7 @@ def load(options: dict[str, Any], *, resolution: int, data_root: str | None,
         "unknown_eval": "ignored (-1) in val and test targets", "unknown_train": opts["unknown_train"],
         "val_fraction": opts["val_fraction"], "split_seed": opts["split_seed"],
     }
-    split_of = np.array([r["split"] or "" for r in rows])
+    split_of = np.array([r["split"] or "" for r in rows], dtype="<U5")
     if not (split_of != "").any():
         if opts["test_fraction"] is None:
             raise DataError(f"{file}: no split column/field; add one (train/val/test) or set option test_fraction")
