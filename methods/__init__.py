@@ -14,6 +14,9 @@ _MODULES = (
     "asl",
     "kmcl",
     "probmcl",
+    "csra",
+    "mlgcn",
+    "imlgcn",
 )
 
 _REGISTRY: dict[str, MethodSpec] = {}
