@@ -9,7 +9,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 
 def _mask(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,24 +113,44 @@ def gmm_log_inner_product(
     Closed form per component pair: int N(z; a 1, s_a I) N(z; b 1, s_b I) dz =
     (2 pi (s_a + s_b))^(-dim/2) exp(-dim (a - b)^2 / (2 (s_a + s_b))); the pairs are
     combined with a logsumexp over K x K. Rows of a are processed in chunks of
-    ``chunk_elements // (B K K)``; when gradients are needed each chunk is
-    recomputed in backward (activation checkpointing), so peak memory is a few
-    chunks, not the whole (A, B, K, K) tensor.
+    ``chunk_elements // (B K K)`` and each chunk is recomputed in backward
+    (activation checkpointing), so peak memory is a few chunks, not the whole
+    (A, B, K, K) tensor. Differentiable once (no double backward).
     """
     lp_a, lp_b = _as_log_weights(pi_a, log_weights), _as_log_weights(pi_b, log_weights)
-    k_a, k_b = mu_a.shape[1], mu_b.shape[1]
-    rows = max(1, chunk_elements // max(1, mu_b.shape[0] * k_a * k_b))
-    needs_grad = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (lp_a, mu_a, var_a, lp_b, mu_b, var_b))
-    out = []
-    for start in range(0, mu_a.shape[0], rows):
-        part = (lp_a[start:start + rows], mu_a[start:start + rows], var_a[start:start + rows],
-                lp_b, mu_b, var_b)
-        if needs_grad:
-            out.append(checkpoint(_log_inner_rows, *part, dim, use_reentrant=False))
-        else:
-            out.append(_log_inner_rows(*part, dim))
-    return torch.cat(out, dim=0)
+    rows = max(1, chunk_elements // max(1, mu_b.shape[0] * mu_a.shape[1] * mu_b.shape[1]))
+    return _ChunkedLogInner.apply(lp_a, mu_a, var_a, lp_b, mu_b, var_b, dim, rows)
+
+
+class _ChunkedLogInner(torch.autograd.Function):
+    """Row-chunked log inner products; backward recomputes each chunk (checkpointing by hand,
+    so the (A, B, K, K) tensor never exists whole, neither in forward nor in backward)."""
+
+    @staticmethod
+    def forward(ctx, lp_a, mu_a, var_a, lp_b, mu_b, var_b, dim: int, rows: int):  # type: ignore[override]
+        ctx.save_for_backward(lp_a, mu_a, var_a, lp_b, mu_b, var_b)
+        ctx.dim, ctx.rows = dim, rows
+        with torch.no_grad():
+            return torch.cat([_log_inner_rows(lp_a[s:s + rows], mu_a[s:s + rows], var_a[s:s + rows],
+                                              lp_b, mu_b, var_b, dim)
+                              for s in range(0, mu_a.shape[0], rows)], dim=0)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        a_side, b_side = ctx.saved_tensors[:3], ctx.saved_tensors[3:]
+        grads_a = [torch.zeros_like(t) for t in a_side]
+        grads_b = [torch.zeros_like(t) for t in b_side]
+        with torch.enable_grad():
+            b_leaves = [t.detach().requires_grad_() for t in b_side]
+            for s in range(0, a_side[1].shape[0], ctx.rows):
+                a_leaves = [t[s:s + ctx.rows].detach().requires_grad_() for t in a_side]
+                out = _log_inner_rows(*a_leaves, *b_leaves, ctx.dim)
+                parts = torch.autograd.grad(out, a_leaves + b_leaves, grad_out[s:s + ctx.rows])
+                for g, p in zip(grads_a, parts[:3]):
+                    g[s:s + ctx.rows] += p
+                for g, p in zip(grads_b, parts[3:]):
+                    g += p
+        return (*grads_a, *grads_b, None, None)
 
 
 def gmm_log_self_inner_product(pi: torch.Tensor, mu: torch.Tensor, var: torch.Tensor, dim: int,

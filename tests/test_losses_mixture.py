@@ -202,3 +202,12 @@ def test_kmcl_reconstruction_matches_loop() -> None:
             total += -math.log(float((w * kern * (y[i] == 1)).sum() / (w * kern).sum()))
     got = kmcl_reconstruction_loss(z, logits, mu, var, y)
     assert math.isclose(float(got), total / 3, rel_tol=1e-9)
+
+
+def test_chunked_inner_product_gradients() -> None:
+    pi, mu, var = _mixtures(3, 2, seed=7)
+    inputs = (pi.log().requires_grad_(), mu.requires_grad_(), var.requires_grad_())
+
+    def fn(lp, m, v):
+        return gmm_log_inner_product(lp, m, v, lp[:2], m[:2], v[:2], 3, log_weights=True, chunk_elements=4)
+    assert torch.autograd.gradcheck(fn, inputs)
