@@ -85,11 +85,13 @@ def _check_inputs(scores: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
     if not (np.issubdtype(score_array.dtype, np.floating) or np.issubdtype(score_array.dtype, np.integer)):
         raise MetricsInputError(f"scores must be numeric, got dtype {score_array.dtype}")
     # at least float32 (fp16 has already saturated: see module docstring), arithmetic in float64
-    score_array = score_array.astype(np.promote_types(score_array.dtype, np.float32)).astype(np.float64)
+    if np.issubdtype(score_array.dtype, np.floating) and score_array.dtype.itemsize < 4:
+        score_array = score_array.astype(np.float32)  # fp16 values are kept as they are, not re-rounded
+    score_array = score_array.astype(np.float64, copy=False)
     if np.isnan(score_array).any():
         n_nan = int(np.isnan(score_array).sum())
         raise MetricsInputError(f"scores contain {n_nan} NaN value(s); the model diverged or a batch is missing")
-    bad = ~np.isin(target_array, (1, 0, -1))
+    bad = (target_array != 1) & (target_array != 0) & (target_array != -1)
     if bad.any():
         example = target_array[bad].ravel()[0]
         raise MetricsInputError(
@@ -110,28 +112,30 @@ def _average_precision(score_array: np.ndarray, target_array: np.ndarray, ties: 
     n_images, n_classes = score_array.shape
     if n_images == 0:
         return np.full(n_classes, np.nan)
-    # one stable argsort for all classes: descending score, lower row index first on ties
-    order = np.argsort(-score_array, axis=0, kind="stable")
-    sorted_scores = np.take_along_axis(score_array, order, axis=0)
-    sorted_targets = np.take_along_axis(target_array, order, axis=0)
+    # class-major copies so that the single sort runs over contiguous rows
+    class_scores = np.ascontiguousarray(score_array.T)
+    if ties == "sort":  # stable descending: lower image index first among ties
+        order = np.argsort(-class_scores, axis=1, kind="stable")
+    else:  # tie order is irrelevant (groups are collapsed below): quicksort, about 4x faster
+        order = np.argsort(class_scores, axis=1)[:, ::-1]
+    sorted_targets = np.take_along_axis(np.ascontiguousarray(target_array.T), order, axis=1)
     is_positive = sorted_targets == 1
     # ignored entries count as neither positive nor negative: removed from the ranking
-    true_pos = np.cumsum(is_positive, axis=0, dtype=np.float64)
-    false_pos = np.cumsum(sorted_targets == 0, axis=0, dtype=np.float64)
+    true_pos = np.cumsum(is_positive, axis=1)
+    retrieved = np.cumsum(sorted_targets != -1, axis=1)
+    classes, ranks = np.nonzero(is_positive)  # precision is only needed at the positives
     if ties == "sklearn":
-        # precision is read at the LAST element of each tie group (sklearn's distinct thresholds)
-        is_group_end = np.ones_like(is_positive)
-        is_group_end[:-1] = np.diff(sorted_scores, axis=0) != 0
-        rows = np.arange(n_images)[:, None]
-        end_index = np.where(is_group_end, rows, n_images)
-        end_index = np.minimum.accumulate(end_index[::-1], axis=0)[::-1]
-        true_pos = np.take_along_axis(true_pos, end_index, axis=0)
-        false_pos = np.take_along_axis(false_pos, end_index, axis=0)
-    retrieved = true_pos + false_pos
-    precision = np.divide(true_pos, retrieved, out=np.zeros_like(true_pos), where=retrieved > 0)
-    n_positive = is_positive.sum(axis=0)
+        # read precision at the LAST element of each positive's tie group (sklearn's distinct thresholds)
+        sorted_scores = np.take_along_axis(class_scores, order, axis=1)
+        is_group_end = np.ones(sorted_scores.shape, dtype=bool)
+        is_group_end[:, :-1] = sorted_scores[:, :-1] != sorted_scores[:, 1:]
+        group_end = np.where(is_group_end, np.arange(n_images), n_images)
+        group_end = np.minimum.accumulate(group_end[:, ::-1], axis=1)[:, ::-1]
+        ranks = group_end[classes, ranks]
+    precision = true_pos[classes, ranks] / retrieved[classes, ranks]
+    n_positive = np.bincount(classes, minlength=n_classes)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ap = (precision * is_positive).sum(axis=0) / n_positive
+        ap = np.bincount(classes, weights=precision, minlength=n_classes) / n_positive
     ap[n_positive == 0] = np.nan
     return ap
 
@@ -179,6 +183,46 @@ def _predictions(score_array: np.ndarray, threshold: float, top_k: int | None, i
     return predicted
 
 
+def _check_options(threshold: float, top_k: int | None, cf1: str, ap_ties: str, ignore_in_pr: str) -> None:
+    _check_choice("cf1", cf1, CF1_KINDS)
+    _check_choice("ap_ties", ap_ties, AP_TIES)
+    _check_choice("ignore_in_pr", ignore_in_pr, IGNORE_IN_PR)
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise MetricsInputError(f"top_k={top_k!r} must be a positive integer or None")
+    if not isinstance(threshold, (int, float, np.number)) or not np.isfinite(threshold):
+        raise MetricsInputError(f"threshold={threshold!r} must be a finite number")
+
+
+def _metrics_from_ap(score_array: np.ndarray, target_array: np.ndarray, ap: np.ndarray, threshold: float,
+                     top_k: int | None, cf1: str, ignore_in_pr: str, inclusive: bool) -> dict[str, float]:
+    """The metric dict (percent) from validated arrays and their per-class AP (C,)."""
+    has_positive = ~np.isnan(ap)
+    predicted = _predictions(score_array, threshold, top_k, inclusive)
+    is_positive = target_array == 1
+    if ignore_in_pr == "ignore":
+        predicted &= target_array != -1
+    true_pos = (predicted & is_positive).sum(axis=0)
+    n_predicted = predicted.sum(axis=0)
+    n_positive = is_positive.sum(axis=0)
+
+    class_precision = _safe_ratio(true_pos, n_predicted)  # no prediction -> precision 0
+    class_recall = _safe_ratio(true_pos, n_positive)
+    if has_positive.any():
+        cp = float(class_precision[has_positive].mean())
+        cr = float(class_recall[has_positive].mean())
+        mean_ap = float(ap[has_positive].mean())
+        cf1_value = float(_f1(cp, cr)) if cf1 == "harmonic" else float(
+            _f1(class_precision, class_recall)[has_positive].mean())
+    else:
+        cp = cr = mean_ap = cf1_value = float("nan")
+    op = float(_safe_ratio(true_pos.sum(), n_predicted.sum()))
+    orec = float(_safe_ratio(true_pos.sum(), n_positive.sum()))
+    fractions = {"mAP": mean_ap, "CP": cp, "CR": cr, "CF1": cf1_value, "OP": op, "OR": orec, "OF1": float(_f1(op, orec))}
+    result: dict[str, float] = {key: 100.0 * value for key, value in fractions.items()}
+    result["classes_without_positives"] = int((~has_positive).sum())
+    return result
+
+
 def multilabel_metrics(scores: Any, targets: Any, threshold: float = 0.5, top_k: int | None = None,
                        cf1: str = "harmonic", ap_ties: str = "sklearn", ignore_in_pr: str = "ignore",
                        inclusive: bool = True) -> dict[str, float]:
@@ -195,42 +239,10 @@ def multilabel_metrics(scores: Any, targets: Any, threshold: float = 0.5, top_k:
         inclusive: ``>=`` (True) or ``>`` (False) for the threshold.
     See the module docstring for the 0/0 policies.
     """
-    _check_choice("cf1", cf1, CF1_KINDS)
-    _check_choice("ap_ties", ap_ties, AP_TIES)
-    _check_choice("ignore_in_pr", ignore_in_pr, IGNORE_IN_PR)
-    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
-        raise MetricsInputError(f"top_k={top_k!r} must be a positive integer or None")
-    if not np.isfinite(threshold):
-        raise MetricsInputError(f"threshold={threshold!r} must be a finite number")
+    _check_options(threshold, top_k, cf1, ap_ties, ignore_in_pr)
     score_array, target_array = _check_inputs(scores, targets)
-
     ap = _average_precision(score_array, target_array, ap_ties)
-    has_positive = ~np.isnan(ap)
-
-    predicted = _predictions(score_array, threshold, top_k, inclusive)
-    is_positive = target_array == 1
-    counted = target_array != -1 if ignore_in_pr == "ignore" else np.ones_like(is_positive)
-    true_pos = (predicted & is_positive).sum(axis=0)
-    n_predicted = (predicted & counted).sum(axis=0)
-    n_positive = is_positive.sum(axis=0)
-
-    class_precision = _safe_ratio(true_pos, n_predicted)  # no prediction -> precision 0
-    class_recall = _safe_ratio(true_pos, n_positive)
-    if has_positive.any():
-        cp = float(class_precision[has_positive].mean())
-        cr = float(class_recall[has_positive].mean())
-        mean_ap = float(ap[has_positive].mean())
-        cf1_value = float(_f1(cp, cr)) if cf1 == "harmonic" else float(
-            _f1(class_precision, class_recall)[has_positive].mean())
-    else:
-        cp = cr = mean_ap = cf1_value = float("nan")
-    op = float(_safe_ratio(true_pos.sum(), n_predicted.sum()))
-    orec = float(_safe_ratio(true_pos.sum(), n_positive.sum()))
-    result = {"mAP": mean_ap, "CP": cp, "CR": cr, "CF1": cf1_value,
-              "OP": op, "OR": orec, "OF1": float(_f1(op, orec))}
-    result = {key: 100.0 * value for key, value in result.items()}
-    result["classes_without_positives"] = int((~has_positive).sum())
-    return result
+    return _metrics_from_ap(score_array, target_array, ap, threshold, top_k, cf1, ignore_in_pr, inclusive)
 
 
 # --------------------------------------------------------------------------- conventions
@@ -316,8 +328,12 @@ def evaluate(scores: Any, targets: Any, convention: str = "paper", **overrides: 
     ``overrides`` replace single options of the convention (e.g. ``threshold=0.7``).
     """
     options = _resolve(convention, overrides)
-    result: dict[str, float] = dict(multilabel_metrics(scores, targets, **options))
-    top3 = multilabel_metrics(scores, targets, **{**options, "top_k": TOP3_K})
+    ap_ties = options.pop("ap_ties")
+    _check_options(options["threshold"], options["top_k"], options["cf1"], ap_ties, options["ignore_in_pr"])
+    score_array, target_array = _check_inputs(scores, targets)
+    ap = _average_precision(score_array, target_array, ap_ties)  # computed once for both variants
+    result = _metrics_from_ap(score_array, target_array, ap, **options)
+    top3 = _metrics_from_ap(score_array, target_array, ap, **{**options, "top_k": TOP3_K})
     for key in METRIC_KEYS[1:]:
         result[f"{key}_top3"] = top3[key]
     return result
