@@ -45,6 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--format", choices=("md", "csv", "json"), default="md")
     res.set_defaults(func=_cmd("bench.collect:main"))
 
+    dat = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    ins = dat.add_parser("inspect", help="classes, split sizes and per-class counts (no pixel cache)")
+    ins.add_argument("--dataset", required=True, help="coco2014, voc2007, generic, mnist-mosaic")
+    ins.add_argument("--data-root", default=None, help="dataset folder (or $BENCH_DATA_ROOT)")
+    ins.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                     help="dataset option (repeatable), e.g. class_order=alphabetical")
+    ins.add_argument("--resolution", type=int, default=None, help="only for datasets without a labels-only path")
+    ins.add_argument("--format", choices=("text", "json"), default="text")
+    ins.set_defaults(func=_cmd("bench.data.inspect:main"))
+
     rep = sub.add_parser("report", help="regenerate REPORT.md from results/")
     rep.add_argument("--results", default="results")
     rep.add_argument("--output", default="REPORT.md")

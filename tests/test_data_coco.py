@@ -130,3 +130,22 @@ def test_missing_and_truncated_images(root, tmp_path):
     assert d.conventions["skipped_images"] == 2
     assert d.test.ids == ("COCO_val2014_000000000002.jpg",)
     assert d.test.targets.tolist() == [[0, 1, 0]] and d.test.images.shape == (1, 16, 16, 3)
+
+
+def test_inspect_cli_json_without_pixel_cache(root, tmp_path, capsys, monkeypatch):
+    from bench import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("bench.data.cache.decode_resized", _raise)
+    rc = cli.main(["data", "inspect", "--dataset", "coco2014", "--data-root", str(root),
+                   "--option", "val_fraction=0.2", "--option", "class_order=alphabetical", "--format", "json"])
+    assert rc == 0 and not (tmp_path / ".cache").exists()
+    info = json.loads(capsys.readouterr().out)
+    assert info["classes"] == ["car", "person", "toothbrush"]
+    test = info["splits"]["test"]
+    assert test["images"] == 3 and test["positives"] == {"car": 1, "person": 1, "toothbrush": 2}
+    assert {"file": "COCO_val2014_000000000001.jpg", "labels": ["person", "toothbrush"],
+            "ignored": []} in test["per_image"]
+    assert cli.main(["data", "inspect", "--dataset", "coco2014", "--data-root", str(root),
+                     "--option", "val_fraction"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
