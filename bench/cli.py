@@ -39,6 +39,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-report", action="store_true", help="do not regenerate REPORT.md afterwards")
     r.set_defaults(func=_cmd("bench.run_suite:main"))
 
+    sw = sub.add_parser("sweep", help="submit a sweep's jobs not done/queued (one Slurm array)")
+    sw.add_argument("spec", help="sweep name (sweeps/NAME.yaml with a search: key) or a YAML path")
+    sw.add_argument("--executor", default=None, help="slurm or local (default: the sweep's, else local)")
+    sw.add_argument("--dry-run", action="store_true", help="list jobs, hparams, seeds and states; submit nothing")
+    sw.add_argument("--seeds", default=None, help="comma-separated seeds overriding the sweep's")
+    sw.add_argument("--results", default="results", help="results root (default: results)")
+    sw.add_argument("--data-root", default=None, help="dataset folder (or $BENCH_DATA_ROOT)")
+    sw.add_argument("--cluster", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a cluster option, e.g. --cluster partition=gpu (repeatable)")
+    sw.add_argument("--device", default=None, help="device inside each job (default: cuda if available)")
+    sw.add_argument("--threads", type=int, default=None, help="torch threads per job (default: cpus_per_task)")
+    sw.set_defaults(func=_cmd("bench.sweep_cmd:main"))
+
+    st = sub.add_parser("status", help="pending/running/done/failed/preempted counts of a suite or sweep")
+    st.add_argument("--suite", default=None, help="suite name or YAML path")
+    st.add_argument("--sweep", default=None, help="sweep name or YAML path")
+    st.add_argument("--results", default="results", help="results root (default: results)")
+    st.add_argument("-v", "--verbose", action="store_true", help="one line per job")
+    st.set_defaults(func=_cmd("bench.status:main"))
+
     res = sub.add_parser("results", help="one row per finished job of a suite")
     res.add_argument("--suite", required=True)
     res.add_argument("--results", default="results")

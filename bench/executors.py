@@ -57,6 +57,10 @@ def get_executor(name: str, options: Mapping[str, Any] | None = None) -> Executo
     options = dict(options or {})
     if name == "local":
         return LocalExecutor(options.get("device"), options.get("threads"), options.get("progress", True))
+    if name == "slurm":
+        from bench.slurm import SlurmExecutor
+
+        return SlurmExecutor(options)
     from bench.errors import BenchError
 
     raise BenchError(f"unknown executor {name!r}; known: local, slurm")

@@ -1,0 +1,124 @@
+"""`bench status --suite NAME | --sweep SPEC`: where every job of a suite or sweep stands.
+
+State comes from the store (DONE, error.txt, slurm.json, preempted.json) plus
+ONE scheduler query (sacct; squeue without accounting; nothing if neither
+answers, then the store alone). The submitting process need not be alive.
+
+States: done, running, pending, preempted (requeued after preemption or time
+limit, waiting to resume), failed (exception, cancelled, killed, out of memory,
+timed out too often -- resubmitted by the next ``bench sweep``), missing (never
+submitted), incomplete (started outside Slurm and interrupted).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from bench.jobs import JobSpec
+from bench.slurm import PREEMPTED_FILE, read_submission, scheduler_states
+from bench.store import Store
+
+STATES = ("done", "running", "pending", "preempted", "failed", "missing", "incomplete")
+PENDING_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
+                  "SUSPENDED", "RESIZING", "PREEMPTED"}
+ACCOUNTING_LAG_S = 60.0  # a job this recent may not be in sacct yet
+RUNNING_STATES = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job: JobSpec
+    state: str  # one of STATES
+    reason: str = ""  # failed: the error's last line or the scheduler's final state
+    slurm_job_id: str = ""
+    scheduler_state: str = ""
+
+    @property
+    def active(self) -> bool:
+        """Queued or running on the scheduler: must not be resubmitted."""
+        return self.state in ("running", "pending", "preempted")
+
+
+def _last_error_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "failed (empty error.txt)"
+
+
+def job_statuses(jobs: list[JobSpec], store: Store) -> tuple[list[JobStatus], str]:
+    """Status of every job and the scheduler source used ("sacct", "squeue" or "none")."""
+    subs = {j.job_id: read_submission(store.job_dir(j)) for j in jobs}
+    ids = [s["slurm_job_id"] for s in subs.values() if s]
+    sched, source = scheduler_states(ids) if ids else ({}, "none")
+    out = []
+    for job in jobs:
+        jd = store.job_dir(job)
+        sub = subs[job.job_id]
+        sid = sub["slurm_job_id"] if sub else ""
+        state = sched.get(sid, "") if sid else ""
+        if jd.is_done:
+            out.append(JobStatus(job, "done", slurm_job_id=sid, scheduler_state=state))
+            continue
+        error = jd.error_file.read_text(errors="replace") if jd.error_file.exists() else ""
+        preempted = (jd.path / PREEMPTED_FILE).exists()
+        if state in PENDING_STATES:
+            out.append(JobStatus(job, "preempted" if preempted else "pending", "", sid, state))
+        elif state in RUNNING_STATES:
+            out.append(JobStatus(job, "running", "", sid, state))
+        elif state:  # a final state without DONE: failed, cancelled, timeout, OOM, node failure
+            reason = _last_error_line(error) if error else f"slurm job {sid} ended {state} without a record"
+            out.append(JobStatus(job, "failed", reason, sid, state))
+        elif error:
+            out.append(JobStatus(job, "failed", _last_error_line(error), sid))
+        elif sub and source != "sacct":
+            # squeue forgets finished jobs and nothing answered at all: assume still queued
+            # unless squeue answered (then a job it does not list is gone without a record)
+            lost = source == "squeue"
+            out.append(JobStatus(job, "failed" if lost else "pending",
+                                 f"slurm job {sid} left the queue without a record" if lost else "",
+                                 sid))
+        elif sub and time.time() - float(sub.get("submitted_at", 0)) < ACCOUNTING_LAG_S:
+            out.append(JobStatus(job, "pending", "", sid))  # accounting has not caught up yet
+        elif sub:
+            out.append(JobStatus(job, "failed", f"slurm job {sid} unknown to sacct", sid))
+        else:
+            out.append(JobStatus(job, "incomplete" if jd.job_file.exists() else "missing"))
+    return out, source
+
+
+def summarize(statuses: list[JobStatus]) -> dict[str, int]:
+    counts = Counter(s.state for s in statuses)
+    return {state: counts.get(state, 0) for state in STATES}
+
+
+def _jobs_for(args: argparse.Namespace) -> list[JobSpec]:
+    from bench.errors import BenchError
+
+    if bool(args.suite) == bool(args.sweep):
+        raise BenchError("bench status: give exactly one of --suite NAME or --sweep SPEC")
+    if args.sweep:
+        from bench.sweeps import expand_sweep, load_sweep
+
+        return expand_sweep(load_sweep(args.sweep))
+    from bench.suites import expand_jobs, load_suite
+
+    return expand_jobs(load_suite(args.suite))
+
+
+def main(args: argparse.Namespace) -> int:
+    jobs = _jobs_for(args)
+    statuses, source = job_statuses(jobs, Store(args.results))
+    counts = summarize(statuses)
+    name = jobs[0].suite if jobs else "?"
+    print(f"{name}: {len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+          + ("" if source == "sacct" else f"  (scheduler: {source}; states partly from the store)"))
+    if args.verbose:
+        for st in statuses:
+            print(f"  {st.job.job_id:<22} {st.job.display_name:<24} seed {st.job.seed:<3} {st.state:<10} "
+                  f"{st.slurm_job_id} {st.scheduler_state}")
+    failed = [s for s in statuses if s.state == "failed"]
+    for st in failed:
+        print(f"  FAILED {st.job.display_name} seed {st.job.seed} ({st.job.job_id}, slurm {st.slurm_job_id or '-'}):"
+              f" {st.reason}")
+    return 1 if failed else 0

@@ -1,0 +1,72 @@
+"""`bench sweep SPEC`: submit every job of a sweep that is not done, queued or running.
+
+With the slurm executor everything missing or failed goes out as ONE array
+(chunked at MaxArraySize) and the command returns at once with the array id.
+Re-running it resubmits only what is missing or failed: a job whose Slurm job is
+still pending or running is left alone. Two concurrent invocations on one sweep
+serialise on ``<results>/<sweep>/.submit.lock``; the runner's per-job lock and
+DONE marker keep any job from running twice to completion anyway.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+from pathlib import Path
+
+import methods
+
+from bench.errors import BenchError
+from bench.executors import get_executor
+from bench.slurm import parse_cluster, parse_cluster_overrides
+from bench.status import job_statuses, summarize
+from bench.store import Store
+from bench.sweeps import expand_sweep, load_sweep
+
+
+def _seeds(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise BenchError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+
+
+def main(args: argparse.Namespace) -> int:
+    sweep = load_sweep(args.spec)
+    jobs = expand_sweep(sweep, _seeds(args.seeds), args.data_root or os.environ.get("BENCH_DATA_ROOT"))
+    store = Store(args.results)
+    executor_name = args.executor or sweep.executor.get("name", "local")
+    cluster = {**sweep.cluster, **parse_cluster_overrides(args.cluster)}
+    if executor_name == "slurm":
+        parse_cluster(cluster, f"{sweep.source}: cluster")  # bad options fail before anything runs
+    lock_path = Path(args.results) / sweep.name / ".submit.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # concurrent `bench sweep`s take turns
+        statuses, source = job_statuses(jobs, store)
+        if args.dry_run:
+            print(f"{'job_id':<22} {'label':<28} {'seed':>4}  {'state':<10} hparams")
+            for st in statuses:
+                defaults = methods.get(st.job.method).defaults
+                varied = {k: v for k, v in st.job.hparams.items() if defaults.get(k) != v}
+                print(f"{st.job.job_id:<22} {st.job.display_name:<28} {st.job.seed:>4}  {st.state:<10} {varied}")
+            counts = summarize(statuses)
+            print(f"{len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+            return 0
+        todo = [st.job for st in statuses if st.state not in ("done",) and not st.active]
+        skipped = len(jobs) - len(todo)
+        print(f"sweep {sweep.name}: {len(jobs)} jobs, {skipped} done or queued, {len(todo)} to submit"
+              + ("" if source in ("sacct", "none") else f" (scheduler: {source})"))
+        if not todo:
+            return 0
+        options = {**cluster, "device": args.device, "threads": args.threads} if executor_name == "slurm" \
+            else {"device": args.device, "threads": args.threads}
+        summary = get_executor(executor_name, options).submit(todo, store)
+    if executor_name == "slurm":
+        print(f"submitted {summary['submitted']} job(s) as array(s) {', '.join(summary['arrays'])}; "
+              f"logs in {summary['logs']}; follow with: bench status --sweep {args.spec}"
+              + (f" --results {args.results}" if args.results != "results" else ""))
+        return 0
+    return 1 if summary.get("failed") else 0
