@@ -153,7 +153,7 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
             _save_checkpoint(jd, model, opt, sched, si, epoch + 1, best, history, train_s)
             if progress:
                 print(f"  {job.display_name} seed {job.seed} {stage} epoch {epoch + 1}/{n_epochs}: "
-                      f"loss {loss:.4f} val mAP {entry['val_mAP'] if entry['val_mAP'] is not None else '-'} "
+                      f"loss {loss:.4f} val mAP {'-' if entry['val_mAP'] is None else format(entry['val_mAP'], '.2f')} "
                       f"({entry['images_per_s']} img/s)", flush=True)
     e0 = time.perf_counter()
     record_metrics, predictions, trick = _final_evaluation(model, job, data, best, device)
@@ -211,7 +211,8 @@ def _progress(items: list, desc: str, enabled: bool):
         return items
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, leave=False, mininterval=2.0, dynamic_ncols=True)
+    return tqdm(items, desc=desc, leave=False, mininterval=2.0, dynamic_ncols=True,
+                disable=None)  # None: only on a terminal
 
 
 def _final_evaluation(model: MultiLabelModel, job: JobSpec, data: datasets.MultiLabelData,
