@@ -198,3 +198,10 @@ def bootstrap_map_difference(scores_a: Sequence[np.ndarray], scores_b: Sequence[
     low, high = (float(x) for x in np.quantile(diffs, [tail, 1 - tail]))
     p = min(1.0, 2 * min(float(np.mean(diffs <= 0)), float(np.mean(diffs >= 0))))
     return BootstrapResult(observed, low, high, p, resamples)
+
+
+def kendall_tau(rank_a: Sequence[float], rank_b: Sequence[float]) -> float:
+    """Kendall's tau-b between two rankings of the same items (NaN for fewer than 2 items)."""
+    if len(rank_a) < 2:
+        return math.nan
+    return float(scipy_stats.kendalltau(rank_a, rank_b).statistic)

@@ -1,0 +1,263 @@
+"""Records -> the values the report needs: grouping, seed statistics, paired comparisons,
+sweep curves, and deterministic text formatting. No rendering here.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from bench import stats
+from bench.store import Store
+
+#: Datasets at paper scale; everything else (the embedded mosaics) is reported as CPU scale.
+PAPER_SCALE_DATASETS = ("coco2014", "voc2007", "voc2012", "vg500", "adp", "wider")
+
+#: Paper row name -> our method name (default suite rows are labelled by method name).
+PAPER_ROW_METHODS = {
+    "baseline": "baseline", "ASL": "asl", "ASL (TResNetM)": "asl", "ML-GCN": "mlgcn",
+    "CSRA": "csra", "KMCL": "kmcl", "ProbMCL": "probmcl", "IML-GCN F_PCA": "imlgcn",
+}
+
+#: Sweep axes: (method, hparam names it may be recorded under, axis name, paper reference).
+SWEEP_AXES: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
+    ("probmcl", ("tau",), "tau", "ProbMCL Fig. 2(a)"),
+    ("probmcl", ("alpha",), "alpha", "ProbMCL Fig. 2(b)"),
+    ("probmcl", ("lambda_pcl", "lambda", "lam"), "lambda", "ProbMCL Fig. 2(c)"),
+    ("probmcl", ("overlap",), "overlap", "ProbMCL Sec. 3.2 (Jaccard 89.1 vs cosine 88.9)"),
+    ("csra", ("lam", "lambda"), "lambda", "CSRA Fig. 5"),
+    ("csra", ("num_heads", "heads"), "heads", "CSRA Table 7"),
+    ("csra", ("normalize_weights",), "normalisation", "CSRA Table 8"),
+    ("csra", ("mode",), "mode", "CSRA Table 6"),
+)
+
+DASH = "—"
+
+
+# ----------------------------------------------------------------------------- formatting
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    return f"{value:.{digits}f}"
+
+
+def fmt_signed(value: float | None, digits: int = 2) -> str:
+    if value is None or math.isnan(value):
+        return DASH
+    return f"{value:+.{digits}f}"
+
+
+def fmt_ci(ci: stats.MeanCI, digits: int = 1) -> str:
+    """'82.3 ± 0.4' (95 % t-interval half-width) or '82.3' for one seed; '—' for none."""
+    if ci.n == 0:
+        return DASH
+    if ci.n == 1 or math.isnan(ci.half_width):
+        return f"{ci.mean:.{digits}f} (1 seed)"
+    return f"{ci.mean:.{digits}f} ± {ci.half_width:.{digits}f}"
+
+
+def fmt_p(p: float) -> str:
+    if math.isnan(p):
+        return DASH
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def hparam_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- records
+
+def test_metric(record: Mapping[str, Any], key: str = "mAP", which: str = "selected") -> float:
+    value = record["metrics"][which]["test"].get(key)
+    return math.nan if value is None else float(value)
+
+
+def hparams(record: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(record["job"].get("hparams") or {})
+
+
+def setting_text(records: Sequence[Mapping[str, Any]]) -> str:
+    """One line naming data, budget, backbone, resolution, protocol and conventions."""
+    if not records:
+        return "no records"
+    r = records[0]
+    job, data, ev = r["job"], r.get("data", {}), r.get("evaluation", {})
+    budget, opt = job["budget"], job["optimizer"]
+    seeds = sorted({x["job"]["seed"] for x in records})
+    scale = "paper-scale data" if data.get("name") in PAPER_SCALE_DATASETS else "CPU scale, embedded data"
+    return (f"{scale}: data `{data.get('name', job['dataset']['name'])}` "
+            f"({data.get('n_train', '?')} train / {data.get('n_val', '?')} val / {data.get('n_test', '?')} test images, "
+            f"{len(data.get('classes', []))} classes); backbone `{job['backbone']['name']}` at "
+            f"{budget.get('resolution')} px; budget {budget.get('epochs')} epochs, batch {budget.get('batch_size')}, "
+            f"augmentation {budget.get('augmentation')}; optimiser {opt.get('name')} lr {hparam_text(opt.get('lr'))} "
+            f"{opt.get('schedule')}; protocol {job['protocol']}; evaluation `{ev.get('name', '?')}` "
+            f"(threshold {ev.get('threshold', '?')}, CF1 {ev.get('cf1', '?')}, AP ties {ev.get('ap_ties', '?')}); "
+            f"test metrics at the epoch selected on validation; seeds {', '.join(map(str, seeds))}")
+
+
+def is_cpu_scale(records: Sequence[Mapping[str, Any]]) -> bool:
+    return not records or records[0].get("data", {}).get("name") not in PAPER_SCALE_DATASETS
+
+
+@dataclass(frozen=True)
+class Comparison:
+    suite: str
+    a: str
+    b: str
+    seeds: tuple[int, ...]
+    paired: stats.PairedTest
+    bootstrap: stats.BootstrapResult | None
+
+    @property
+    def significant(self) -> bool:
+        if self.bootstrap is not None:
+            return self.bootstrap.significant and (self.paired.n < 2 or self.paired.significant)
+        return self.paired.significant
+
+    def verdict(self) -> str:
+        if self.paired.n < 2 and self.bootstrap is None:
+            return "one seed only: no test"
+        if not self.significant:
+            return "no significant difference"
+        return f"{self.a} higher" if self.paired.mean_diff > 0 else f"{self.b} higher"
+
+
+@dataclass(frozen=True)
+class Curve:
+    suite: str
+    method: str
+    axis: str
+    hparam: str
+    reference: str
+    points: tuple[tuple[Any, tuple[float, ...]], ...]  # (hparam value, mAP per seed), sorted
+
+    def ci(self) -> list[tuple[Any, stats.MeanCI]]:
+        return [(value, stats.mean_ci(maps)) for value, maps in self.points]
+
+
+class ReportData:
+    """All suites' finished records under ``root`` plus the cost records."""
+
+    def __init__(self, root: str | Path, bootstrap_resamples: int = stats.BOOTSTRAP_RESAMPLES) -> None:
+        self.root = Path(root)
+        self.store = Store(self.root)
+        self.resamples = bootstrap_resamples
+        self.suites: dict[str, list[dict[str, Any]]] = {
+            s: self.store.records(s) for s in self.store.suites()}
+        self._comparisons: dict[tuple[str, str, str], Comparison] = {}
+
+    @cached_property
+    def costs(self) -> dict[str, dict[str, Any]]:
+        folder = self.root / "cost"
+        out = {}
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                out[path.stem] = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+        return out
+
+    def all_records(self) -> list[dict[str, Any]]:
+        return [r for s in sorted(self.suites) for r in self.suites[s]]
+
+    def labels(self, suite: str) -> list[str]:
+        return sorted({r["job"]["label"] for r in self.suites.get(suite, [])})
+
+    def runs(self, suite: str, label: str) -> list[dict[str, Any]]:
+        return [r for r in self.suites.get(suite, []) if r["job"]["label"] == label]
+
+    def by_seed(self, suite: str, label: str, key: str = "mAP") -> dict[int, float]:
+        return {r["job"]["seed"]: test_metric(r, key) for r in self.runs(suite, label)}
+
+    def ci(self, suite: str, label: str, key: str = "mAP") -> stats.MeanCI:
+        return stats.mean_ci(list(self.by_seed(suite, label, key).values()))
+
+    def label_for(self, suite: str, method: str) -> str | None:
+        """The row of ``method`` in ``suite``: the label equal to the method name, else the
+        first label (sorted) whose records use that method."""
+        labels = self.labels(suite)
+        if method in labels:
+            return method
+        for label in labels:
+            if self.runs(suite, label)[0]["job"]["method"] == method:
+                return label
+        return None
+
+    def predictions(self, suite: str, record: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+        path = self.root / suite / record["job_id"] / "predictions.npz"
+        if not path.is_file():
+            return None
+        with np.load(path) as npz:
+            return npz["test_scores"].astype(np.float32), npz["test_targets"]
+
+    def compare(self, suite: str, a: str, b: str) -> Comparison | None:
+        """Seed-paired t-test and paired image bootstrap of mAP(a) - mAP(b) in ``suite``."""
+        key = (suite, a, b)
+        if key in self._comparisons:
+            return self._comparisons[key]
+        runs_a = {r["job"]["seed"]: r for r in self.runs(suite, a)}
+        runs_b = {r["job"]["seed"]: r for r in self.runs(suite, b)}
+        seeds = tuple(sorted(set(runs_a) & set(runs_b)))
+        if not seeds:
+            return None
+        paired = stats.paired_t([test_metric(runs_a[s]) for s in seeds],
+                                [test_metric(runs_b[s]) for s in seeds])
+        preds_a = [self.predictions(suite, runs_a[s]) for s in seeds]
+        preds_b = [self.predictions(suite, runs_b[s]) for s in seeds]
+        boot = None
+        if all(p is not None for p in preds_a + preds_b):
+            targets = preds_a[0][1]
+            if all(p[1].shape == targets.shape and np.array_equal(p[1], targets) for p in preds_a + preds_b):
+                boot = stats.bootstrap_map_difference([p[0] for p in preds_a], [p[0] for p in preds_b],
+                                                      targets, resamples=self.resamples)
+        result = Comparison(suite, a, b, seeds, paired, boot)
+        self._comparisons[key] = result
+        return result
+
+    def curves(self, method: str, names: Sequence[str], axis: str, reference: str) -> list[Curve]:
+        """One curve per suite where ``method``'s records vary one of ``names`` with all other
+        hparams equal (the largest such group per suite)."""
+        out = []
+        for suite in sorted(self.suites):
+            records = [r for r in self.suites[suite] if r["job"]["method"] == method]
+            for name in names:
+                groups: dict[str, dict[Any, list[float]]] = {}
+                for r in records:
+                    hp = hparams(r)
+                    if name not in hp:
+                        continue
+                    context = json.dumps({k: v for k, v in hp.items() if k != name}, sort_keys=True)
+                    groups.setdefault(context, {}).setdefault(_key(hp[name]), []).append(test_metric(r))
+                best = max(sorted(groups.items()), key=lambda kv: len(kv[1]), default=None)
+                if best is not None and len(best[1]) >= 2:
+                    points = tuple((v, tuple(best[1][v])) for v in sorted(best[1], key=_sort_key))
+                    out.append(Curve(suite, method, axis, name, reference, points))
+                    break
+        return out
+
+
+def _key(value: Any) -> Any:
+    return value if isinstance(value, (int, float, str, bool)) or value is None else json.dumps(value)
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if isinstance(value, bool) or value is None:
+        return (0, str(value))
+    if isinstance(value, (int, float)):
+        return (1, float(value))
+    return (2, str(value))
