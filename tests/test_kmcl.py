@@ -6,8 +6,39 @@ import pytest
 import torch
 
 import methods
-from methods.base import HparamError
-from tests.test_probmcl import C, _batch, _ctx, _train
+from methods.base import BuildContext, HparamError
+
+C = 10
+
+
+def _ctx() -> BuildContext:
+    return BuildContext(num_classes=C, class_names=tuple(f"c{i}" for i in range(C)),
+                        train_targets=np.zeros((4, C)), backbone="smallcnn",
+                        backbone_options={"widths": (8, 16, 16, 32)}, resolution=32, in_chans=1)
+
+
+def _batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 1, 32, 32, generator=g)
+    y = (torch.rand(6, C, generator=g) < 0.3).float()
+    y[:, 0] = 1
+    y[1, 3] = -1
+    return x, y
+
+
+def _train(model, steps: int = 5, lr: float = 1e-3) -> list[float]:
+    model.train()
+    opt = torch.optim.Adam(list(model.trainable_parameters("train")), lr=lr)
+    x, y = _batch()
+    losses = []
+    for _ in range(steps):
+        loss = model.loss([x], y, "train")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert all(np.isfinite(losses))
+    return losses
 
 
 @pytest.mark.parametrize("covariance", ["anisotropic", "isotropic"])
@@ -16,7 +47,7 @@ def test_kmcl_trains_end_to_end(covariance: str) -> None:
     spec = methods.get("kmcl")
     model = spec.build(_ctx(), spec.resolve({"covariance": covariance, "n_dims": 16}))
     assert model.stages == ("train",) and model.views("train") == 1
-    losses = _train(model, "train", 0)
+    losses = _train(model)
     assert losses[-1] < losses[0]
     x, _ = _batch()
     model.eval()
