@@ -12,10 +12,12 @@ Inputs
     unknown attribute).
 
 Precision of the arithmetic
-    Scores are cast to at least float32 and all arithmetic is float64. Do not compute the
-    sigmoid in float16: above a logit of about 7.6 every fp16 sigmoid rounds to exactly 1.0,
-    so confident positives collapse into one tie group and AP changes (tie-aware AP drops,
-    tie-unaware AP depends on the sort order). ``benchmarks/bench_metrics.py`` measures it.
+    Scores are cast to at least float32 (float16 values are kept exactly); ranking and ties
+    are exact in that precision; threshold comparisons and all ratios are float64 (so float32
+    0.7 = 0.69999999 is below a threshold of 0.7). Do not compute the sigmoid in float16: it
+    saturates. Above a logit of 8.32 every fp16 sigmoid is exactly 1.0 and above 4.6 (p > 0.99)
+    only about 15 distinct values remain, so confident predictions collapse into tie groups and
+    AP changes (tie-aware AP usually drops; tie-unaware AP then depends on the arbitrary order). ``benchmarks/bench_metrics.py`` measures it.
 
 Policies (they differ between reference repositories; each is a named option here)
     * AP ties: ``"sklearn"`` (default) equals ``sklearn.metrics.average_precision_score``:
@@ -75,7 +77,11 @@ def _as_numpy(array: Any, name: str) -> np.ndarray:
 
 
 def _check_inputs(scores: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Return (scores float64, targets int8), both (N, C), or raise one clear line."""
+    """Return (scores float32 or float64, targets int8), both (N, C), or raise one clear line.
+
+    Scores stay in their own precision (at least float32): ranking and tie detection are exact in
+    it, and every comparison with a threshold and every ratio is computed in float64.
+    """
     score_array = _as_numpy(scores, "scores")
     target_array = _as_numpy(targets, "targets")
     if score_array.shape != target_array.shape:
@@ -84,10 +90,10 @@ def _check_inputs(scores: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
             "pass one row per image and one column per class for both")
     if not (np.issubdtype(score_array.dtype, np.floating) or np.issubdtype(score_array.dtype, np.integer)):
         raise MetricsInputError(f"scores must be numeric, got dtype {score_array.dtype}")
-    # at least float32 (fp16 has already saturated: see module docstring), arithmetic in float64
-    if np.issubdtype(score_array.dtype, np.floating) and score_array.dtype.itemsize < 4:
-        score_array = score_array.astype(np.float32)  # fp16 values are kept as they are, not re-rounded
-    score_array = score_array.astype(np.float64, copy=False)
+    if not np.issubdtype(score_array.dtype, np.floating):
+        score_array = score_array.astype(np.float64)
+    elif score_array.dtype.itemsize < 4:
+        score_array = score_array.astype(np.float32)  # exact: fp16 values are not re-rounded
     if np.isnan(score_array).any():
         n_nan = int(np.isnan(score_array).sum())
         raise MetricsInputError(f"scores contain {n_nan} NaN value(s); the model diverged or a batch is missing")
@@ -108,7 +114,7 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 # --------------------------------------------------------------------------- AP
 
 def _average_precision(score_array: np.ndarray, target_array: np.ndarray, ties: str) -> np.ndarray:
-    """Per-class AP of validated float64 scores (N, C) and int8 targets (N, C) -> (C,)."""
+    """Per-class AP of validated scores (N, C) and int8 targets (N, C) -> (C,) float64."""
     n_images, n_classes = score_array.shape
     if n_images == 0:
         return np.full(n_classes, np.nan)
@@ -172,7 +178,8 @@ def _f1(precision: np.ndarray | float, recall: np.ndarray | float) -> np.ndarray
 
 
 def _predictions(score_array: np.ndarray, threshold: float, top_k: int | None, inclusive: bool) -> np.ndarray:
-    predicted = score_array >= threshold if inclusive else score_array > threshold
+    threshold64 = np.float64(threshold)  # a float64 scalar makes numpy compare in float64
+    predicted = score_array >= threshold64 if inclusive else score_array > threshold64
     if top_k is not None:
         n_classes = score_array.shape[1]
         if top_k < n_classes:

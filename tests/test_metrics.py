@@ -213,3 +213,9 @@ def test_conventions_are_complete_and_recorded() -> None:
     paper = convention_record()
     assert (paper["threshold"], paper["cf1"], paper["ap_ties"], paper["ignore_in_pr"]) == (
         0.5, "harmonic", "sklearn", "ignore")
+
+
+def test_threshold_compared_in_float64() -> None:
+    scores = np.array([[0.7, 0.9]], dtype=np.float32)  # float32 0.7 is 0.69999999
+    metrics = multilabel_metrics(scores, np.array([[1, 1]]), threshold=0.7)
+    assert metrics["OR"] == pytest.approx(50.0)
