@@ -66,3 +66,18 @@ def test_jpeg_draft_decode_close_to_full_decode(tmp_path):
     fast = cache.decode_resized(str(path), 64).astype(int)
     full = np.asarray(Image.open(path).convert("RGB").resize((64, 64), Image.BILINEAR)).astype(int)
     assert fast.shape == (64, 64, 3) and np.abs(fast - full).mean() < 40  # noise image: loose bound
+
+
+def test_fingerprint_same_with_and_without_pixels(tmp_path):
+    import bench.data as data
+    from fixtures_data import make_generic_fixture
+
+    root = make_generic_fixture(tmp_path / "data")
+
+    def load(**options):
+        return data.load("generic", {"file": "labels.csv", **options}, resolution=8,
+                         data_root=str(root), cache_dir=tmp_path / "c")
+
+    full, labels = load(), load(labels_only=True)
+    assert full.fingerprint == labels.fingerprint
+    assert load(unknown_train="ignore").fingerprint != full.fingerprint

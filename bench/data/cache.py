@@ -216,7 +216,7 @@ def assemble(dataset: str, classes: Sequence[str], splits: Mapping[str, SplitFil
              conventions: dict[str, Any]) -> MultiLabelData:
     """MultiLabelData from the three splits' file lists: decode via the cache (or not, labels_only)."""
     built: dict[str, Split] = {}
-    keys, skipped = [], 0
+    skipped = 0
     for name in ("train", "val", "test"):
         files = splits[name]
         if opts["labels_only"]:
@@ -225,15 +225,16 @@ def assemble(dataset: str, classes: Sequence[str], splits: Mapping[str, SplitFil
             continue
         cached = cached_images(dataset, name, files.paths, resolution, cache_dir,
                                skip_bad=opts["skip_bad_images"])
-        keys.append(cached.key)
         skipped += len(cached.skipped)
         built[name] = Split(cached.images, files.targets[cached.kept],
                             tuple(files.ids[i] for i in cached.kept))
     conventions.update({"resize": RESIZE_CONVENTION, "resolution": resolution,
                         "skipped_images": skipped, "labels_only": bool(opts["labels_only"]),
                         "split_sizes": {k: len(v) for k, v in built.items()}})
+    # labels + file lists (not cache keys), so `bench data inspect` shows the run's fingerprint
+    ids = "\n".join(f"{k}:{i}" for k in ("train", "val", "test") for i in built[k].ids)
     fingerprint = fingerprint_arrays(*(built[k].targets for k in ("train", "val", "test")),
-                                     extra="|".join([dataset, *classes, *keys]))
+                                     extra="|".join([dataset, *classes, ids]))
     return MultiLabelData(dataset, tuple(classes), built["train"], built["val"], built["test"],
                           conventions=conventions, fingerprint=fingerprint)
 
