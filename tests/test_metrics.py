@@ -77,6 +77,25 @@ def test_sort_ties_hand_example() -> None:
     np.testing.assert_allclose(average_precision(scores, targets, ties="sklearn"), [2 / 3, 2 / 3])
 
 
+def test_sort_ties_match_a_per_class_loop_with_ignored_entries() -> None:
+    scores, targets = _random_problem(8, n_images=80, n_classes=4)
+    scores = scores.round(1)
+    targets[np.random.default_rng(9).random(targets.shape) < 0.1] = -1
+    expected = []
+    for c in range(4):
+        hits = seen = 0
+        precisions = []
+        for i in sorted(range(len(scores)), key=lambda i: -scores[i, c]):  # sorted() is stable
+            if targets[i, c] == -1:
+                continue
+            seen += 1
+            if targets[i, c] == 1:
+                hits += 1
+                precisions.append(hits / seen)
+        expected.append(np.mean(precisions))
+    np.testing.assert_allclose(average_precision(scores, targets, ties="sort"), expected, atol=1e-12)
+
+
 # --------------------------------------------------------------------------- P / R / F1 by hand
 
 HAND_SCORES = np.array([[0.9, 0.2], [0.6, 0.7], [0.3, 0.8], [0.1, 0.6]])
