@@ -312,6 +312,7 @@ def generate(opts: MosaicOptions, resolution: int, cache_dir: Path | None = None
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, **arrays)
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is shared by every job
             os.replace(tmp, path)  # atomic: readers never see a half-written cache
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
