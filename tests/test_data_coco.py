@@ -122,7 +122,7 @@ def test_unknown_option_and_bad_class_order(root, tmp_path):
 def test_missing_and_truncated_images(root, tmp_path):
     val_dir = root / "coco2014" / "val2014"
     (val_dir / "COCO_val2014_000000000001.jpg").unlink()
-    with pytest.raises(DataError, match=r"COCO_val2014_000000000001.jpg: image file missing or unreadable.*skip_bad_images"):
+    with pytest.raises(DataError, match=r"COCO_val2014_000000000001.jpg: image file missing \(1 of 3 in coco2014/test\).*skip_bad_images"):
         _load(root, tmp_path)
     jpg = val_dir / "COCO_val2014_000000000004.jpg"
     jpg.write_bytes(jpg.read_bytes()[:200])  # truncated JPEG

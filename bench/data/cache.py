@@ -123,6 +123,10 @@ def cached_images(dataset: str, split: str, paths: Sequence[str], resolution: in
             raise DataError(f"{cached.skipped[0]}: image file missing or unreadable (cached as bad in "
                             f"{folder}); restore it or set dataset option skip_bad_images: true")
         return cached
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing and not skip_bad:  # fail before decoding for an hour
+        raise DataError(f"{missing[0]}: image file missing ({len(missing)} of {len(paths)} in {dataset}/"
+                        f"{split}); restore it or set dataset option skip_bad_images: true")
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     tmp = Path(cache_dir) / f".tmp-{folder.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -165,11 +169,13 @@ def _build(tmp: Path, paths: list[str], resolution: int, skip_bad: bool, dataset
         with multiprocessing.get_context(method).Pool(workers) as pool:
             for chunk_failures in pool.imap_unordered(_decode_chunk, tasks):
                 failures += chunk_failures
+                if failures and not skip_bad:
+                    break  # leaving the block terminates the pool
     failures.sort()
     if failures and not skip_bad:
         row, err = failures[0]
         raise DataError(f"{paths[row]}: image file missing or unreadable ({err}); restore it or "
-                        f"set dataset option skip_bad_images: true ({len(failures)} bad so far)")
+                        f"set dataset option skip_bad_images: true ({len(failures)} found before stopping)")
     bad = {row for row, _ in failures}
     kept = [i for i in range(n) if i not in bad]
     if bad:
