@@ -117,6 +117,7 @@ def test_cooccurrence_groups_dominate():
     ({"min_objects": 3, "max_objects": 2}, "min_objects=3, max_objects=2"),
     ({"min_size": 0.5, "max_size": 0.2}, "min_size=0.5"),
     ({"p_group": 1.5}, "p_group=1.5"),
+    ({"seed": -1}, "seed=-1"),
     ({"n_train": "many"}, "n_train='many' must be a int"),
     ({"variant": "cifar"}, "variant='cifar'"),
 ])

@@ -105,6 +105,8 @@ class MosaicOptions:
         for name in ("n_train", "n_val", "n_test"):
             if getattr(self, name) < 1:
                 raise bad(f"{name}={getattr(self, name)} must be >= 1")
+        if self.seed < 0:
+            raise bad(f"seed={self.seed} must be >= 0")
         if not 1 <= self.min_objects <= self.max_objects:
             raise bad(f"min_objects={self.min_objects}, max_objects={self.max_objects}: "
                       "need 1 <= min_objects <= max_objects")
