@@ -17,7 +17,10 @@ Precision of the arithmetic
     0.7 = 0.69999999 is below a threshold of 0.7). Do not compute the sigmoid in float16: it
     saturates. Above a logit of 8.32 every fp16 sigmoid is exactly 1.0 and above 4.6 (p > 0.99)
     only about 15 distinct values remain, so confident predictions collapse into tie groups and
-    AP changes (tie-aware AP usually drops; tie-unaware AP then depends on the arbitrary order). ``benchmarks/bench_metrics.py`` measures it.
+    AP changes (tie-aware AP usually drops; tie-unaware AP then depends on the arbitrary
+    order). float32 saturates too, above a logit of about 16.6; AP is unchanged by any
+    increasing transform, so ranking logits instead of probabilities avoids even that.
+    ``benchmarks/bench_metrics.py`` measures the effect.
 
 Policies (they differ between reference repositories; each is a named option here)
     * AP ties: ``"sklearn"`` (default) equals ``sklearn.metrics.average_precision_score``:
