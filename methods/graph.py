@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 import numpy as np
 import torch
 from torch import nn
@@ -101,17 +102,20 @@ class GraphClassifierBranch(nn.Module):
 class GcnClassifierModel(MultiLabelModel):
     """Backbone + pooling + GCN-generated classifiers (ML-GCN's network, IML-GCN's graph stage).
 
-    ``node_features`` (C, in_dim) is stored as a buffer (checkpointed); subclasses may
-    fill it later (IML-GCN) as long as the shape is fixed at construction.
+    ``node_features`` (C, in_dim) is stored as a buffer (checkpointed). It may be a
+    function of the backbone width d returning a placeholder of the final shape, which a
+    subclass fills later (IML-GCN's image features).
     """
 
-    def __init__(self, ctx: BuildContext, node_features: torch.Tensor, adj: torch.Tensor,
-                 hidden_dim: int, pooling: str) -> None:
+    def __init__(self, ctx: BuildContext, node_features: torch.Tensor | Callable[[int], torch.Tensor],
+                 adj: torch.Tensor, hidden_dim: int, pooling: str) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling {pooling!r} must be one of {', '.join(POOLINGS)}")
         self.backbone = build_backbone(ctx.backbone, ctx.in_chans, ctx.backbone_options)
         self.pooling = pooling
+        if callable(node_features):
+            node_features = node_features(self.backbone.num_features)
         self.register_buffer("node_features", node_features.float().clone())
         self.gcn = GraphClassifierBranch(node_features.shape[1], hidden_dim,
                                          self.backbone.num_features, adj)

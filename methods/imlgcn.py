@@ -96,15 +96,11 @@ class ImlGcnModel(GcnClassifierModel):
         adj = adjacency(m, n, float(hp["threshold"]), hp["adj_p"], str(hp["adjacency_variant"]))
         if mode == "word":
             nodes = torch.from_numpy(label_embeddings(hp["embeddings"], ctx.class_names, hp["class_order"]))
-        else:
-            nodes = torch.zeros(ctx.num_classes, 1)  # resized below once d is known
+        else:  # placeholder of the final shape, filled by prepare_stage("graph")
+            def nodes(d: int) -> torch.Tensor:
+                return torch.zeros(ctx.num_classes, d if mode == "image" else ctx.num_classes)
         super().__init__(ctx, nodes, adj, int(hp["gcn_hidden"]), str(hp["pooling"]))
         d = self.backbone.num_features
-        if mode != "word":
-            in_dim = d if mode == "image" else ctx.num_classes
-            self.node_features = torch.zeros(ctx.num_classes, in_dim)
-            self.gcn.weight1 = nn.Parameter(torch.empty(in_dim, int(hp["gcn_hidden"])))
-            nn.init.uniform_(self.gcn.weight1, -int(hp["gcn_hidden"]) ** -0.5, int(hp["gcn_hidden"]) ** -0.5)
         self.register_buffer("node_features_ready", torch.tensor(mode == "word"))
         self.fc = nn.Linear(d, ctx.num_classes)
         self.mode, self.num_classes = mode, ctx.num_classes
