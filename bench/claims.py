@@ -132,11 +132,13 @@ def curve_check(method: str, axis: str, rule: str, at: float | None = None) -> C
     at the largest), 'high_better' (largest > smallest), 'increasing' (Kendall tau > 0 and
     last > first), 'all_above_baseline', 'flat' (no paired difference significant)."""
     def check(data: ReportData) -> tuple[str, str]:
-        from bench.report_common import SWEEP_AXES
+        from bench.report_common import SWEEP_AXES, SWEEP_SUITES
         names = next(n for m, n, a, _ in SWEEP_AXES if m == method and a == axis)
         curves = data.curves(method, names, axis, "")
         if not curves:
-            return f"no {method} {axis} sweep records", PENDING
+            suite = SWEEP_SUITES.get((method, axis))
+            how = f"run `bench run --suite {suite}`" if suite else "no sweep file varies it yet"
+            return f"no {method} {axis} sweep records; {how}", PENDING
         curve = curves[0]
         points = curve.ci()
         means = [ci.mean for _, ci in points]
@@ -195,17 +197,24 @@ def _params(data: ReportData, method: str, match: Callable[[Mapping[str, Any]], 
     return None
 
 
-def _cost(data: ReportData, method: str, key: str) -> tuple[float, str] | None:
+def _cost(data: ReportData, method: str, key: str, source: str = "") -> tuple[float, str] | None:
+    """The inference cost row of ``method``: preferably the one whose ``paper_source`` names
+    ``source`` (the configuration the paper measured), else the first one."""
+    candidates = []
     for name in sorted(data.costs):
         for row in data.costs[name].get("rows") or []:
             if row.get("method") == method and row.get("mode", "inference") == "inference" and row.get(key) is not None:
-                return float(row[key]), f"{row.get('backbone')} @ {row.get('resolution')} px"
-    return None
+                preferred = bool(source) and source in str(row.get("paper_source") or "")
+                candidates.append((not preferred, float(row[key]), f"{row.get('backbone')} @ {row.get('resolution')} px"))
+    if not candidates:
+        return None
+    _, value, model = min(candidates, key=lambda c: c[0])
+    return value, model
 
 
-def cost_match(method: str, key: str, paper_value: float) -> Check:
+def cost_match(method: str, key: str, paper_value: float, source: str = "ProbMCL") -> Check:
     def check(data: ReportData) -> tuple[str, str]:
-        found = _cost(data, method, key)
+        found = _cost(data, method, key, source)
         if found is None:
             return f"no cost record for {method}; run `{COST_CMD}`", PENDING
         value, model = found
@@ -215,9 +224,11 @@ def cost_match(method: str, key: str, paper_value: float) -> Check:
     return check
 
 
-def cost_fewer(method: str, other: str, claimed_percent: float) -> Check:
+def cost_fewer(method: str, other: str, claimed_percent: float, source: str, other_source: str) -> Check:
+    """``method`` has ``claimed_percent`` % fewer parameters than ``other`` (cost records of the
+    configurations whose paper_source contains ``source`` / ``other_source``)."""
     def check(data: ReportData) -> tuple[str, str]:
-        a, b = _cost(data, method, "params_m"), _cost(data, other, "params_m")
+        a, b = _cost(data, method, "params_m", source), _cost(data, other, "params_m", other_source)
         if a is None or b is None:
             return f"no cost records for {method} / {other}; run `{COST_CMD}`", PENDING
         fewer = 100 * (1 - a[0] / b[0])

@@ -255,14 +255,14 @@ CHOSEN_HPARAMS = {
 
 #: The command that would produce the records a paper cell needs (data or hardware not here).
 DATA_COMMANDS = {
-    "coco": "bench run --suite coco-tables --data-root /data/coco  (GPU; MS-COCO 2014)",
-    "adp": "bench run --suite adp-tables --data-root /data/adp  (GPU; ADP dataset)",
-    "vg500": "bench run --suite vg500-tables --data-root /data/vg500  (GPU; Visual Genome VG-500)",
-    "voc2007": "bench run --suite voc2007-tables --data-root /data/voc2007  (GPU; PASCAL VOC 2007)",
-    "voc2012": "bench run --suite voc2012-tables --data-root /data/voc2012  (GPU + VOC evaluation server)",
-    "wider": "bench run --suite wider-tables --data-root /data/wider  (GPU; WIDER-Attribute)",
-    "imagenet": "bench run --suite imagenet-trick --data-root /data/imagenet  (GPU; ImageNet val)",
-    "cost": "bench cost --suite cost  (writes results/cost/cost.json; no data needed)",
+    "coco": "bench run --suite coco-tables --data-root /data/coco  (MS-COCO 2014; GPU-scale)",
+    "voc2007": "bench run --suite voc-tables --data-root /data/voc2007  (PASCAL VOC 2007; GPU-scale)",
+    "adp": "no loader or suite yet: needs the ADP dataset, a loader and sweeps/adp-tables.yaml",
+    "vg500": "no loader or suite yet: needs Visual Genome VG-500, a loader and sweeps/vg500-tables.yaml",
+    "voc2012": "no suite yet: needs VOC2012 and the VOC evaluation server (test labels are private)",
+    "wider": "no loader or suite yet: needs WIDER-Attribute, a loader and sweeps/wider-tables.yaml",
+    "imagenet": "no suite yet: needs ImageNet val and ImageNet-pretrained ResNet/ViT weights",
+    "cost": "bench cost --suite coco-tables  (writes results/cost/coco-tables.json; no data needed)",
 }
 
 

@@ -102,8 +102,8 @@ def _figures_section(data: ReportData, figures_dir: Path, link_dir: Path, output
            "(ProbMCL Fig. 2 and CSRA Fig. 5 print no numbers).", ""]
     figures = report_plots.all_figures(data, figures_dir)
     if not figures:
-        return out + ["No sweep records yet. Produce them with `bench run --suite <sweep>` for the "
-                      "sweeps/ablation-*.yaml files.", ""]
+        return out + ["No sweep records yet. Produce them with `bench run --suite ablation-<name>-cpu` "
+                      "(sweeps/ablation-*-cpu.yaml).", ""]
     for caption, path in figures:
         link = os.path.relpath(link_dir / path.name, output.parent).replace(os.sep, "/")
         out += [f"**{caption}**", "", f"![{caption}]({link})", ""]

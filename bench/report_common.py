@@ -36,6 +36,14 @@ SWEEP_AXES: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
     ("csra", ("mode",), "mode", "CSRA Table 6"),
 )
 
+#: The sweep file that produces each axis's records (sweeps/<name>.yaml).
+SWEEP_SUITES = {
+    ("probmcl", "tau"): "ablation-probmcl-tau-cpu", ("probmcl", "alpha"): "ablation-probmcl-alpha-cpu",
+    ("probmcl", "lambda"): "ablation-probmcl-lambda-cpu", ("probmcl", "overlap"): "ablation-probmcl-overlap-cpu",
+    ("csra", "lambda"): "ablation-csra-lambda-cpu", ("csra", "heads"): "ablation-csra-heads-cpu",
+    ("csra", "mode"): "default",
+}
+
 DASH = "—"
 
 

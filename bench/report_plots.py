@@ -114,7 +114,8 @@ def all_figures(data: ReportData, figures_dir: Path) -> list[tuple[str, Path]]:
             path = figures_dir / f"{method}-{axis}-{curve.suite}.png"
             sweep_figure(curve, path)
             out.append((f"{reference}: {method} mAP vs {axis} (`{curve.suite}`)", path))
-    trick = figures_dir / "training-free-lambda-default.png"
-    if trick_figure(data, "default", trick):
-        out.append(("CSRA Table 1 / Fig. 1: training-free trick gain vs Lambda (`default`)", trick))
+    for suite in sorted(data.suites):
+        trick = figures_dir / f"training-free-lambda-{suite}.png"
+        if trick_figure(data, suite, trick):
+            out.append((f"CSRA Table 1 / Fig. 1: training-free trick gain vs Lambda (`{suite}`)", trick))
     return out
