@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata as md
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
 import methods
-from bench.paper_costs import paper_cost
+from bench.paper_costs import explain_gap, paper_cost
 from methods.base import BuildContext, MultiLabelModel, StageContext
 
 MACS_NOTE = ("gmacs = fvcore FlopCountAnalysis total / 1e9; fvcore counts one multiply-add as one "
@@ -60,8 +59,12 @@ class CostConfig:
     paper_key: str | None = None
     note: str = ""  # recorded explanation of a known difference to the paper
     backbone_options: Mapping[str, Any] = field(default_factory=dict)
+    class_names: tuple[str, ...] | None = None  # None: class_0, class_1, ...
 
 
+_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_GCN_NOTE = ("inference counted at batch 1: the GCN on constant node features is counted once per "
+             "image (cacheable at deployment)")
 _R101, _TM, _TL = ("resnet101", 448), ("tresnet_m", 224), ("tresnet_l", 448)
 _PROBMCL_NOTE = ("Table 3 does not say which encoder/resolution ProbMCL's column uses (Table 1: "
                  "'ResNet-101 at 448' in the caption, TResNet-M 224 / TResNet-L 448 in the text); "
@@ -78,17 +81,18 @@ def _coco_tables() -> list[CostConfig]:
         _coco("baseline", _R101, "baseline R101", "imlgcn-t1-resnet101",
               "the paper's 44.5 M is ResNet-101 with its 1000-class ImageNet fc"),
         _coco("csra", _R101, "csra H=6 R101", "probmcl-t3-csra",
-              "CSRA paper's COCO ResNet-101 setting: H=6, lambda=0.5", heads=6, lam=0.5),
+              "CSRA paper's COCO ResNet-101 setting: H=6, lambda=0.5", num_heads=6, lam=0.5),
         _coco("csra", _R101, "csra H=8 R101", "csra-s44-8heads",
-              "the paper's only cost figure is wall-clock time (see --timing)", heads=8, lam=0.5),
+              "the paper's only cost figure is wall-clock time (see --timing)", num_heads=8, lam=0.5),
         _coco("mlgcn", _R101, "mlgcn R101", "probmcl-t3-mlgcn",
-              "IML-GCN Table 1 prints 44.9 M for ML-GCN too"),
+              "IML-GCN Table 1 prints 44.9 M for ML-GCN too; node inputs 300-d like the paper's GloVe "
+              "(embeddings=random: same shapes, needs no file); " + _GCN_NOTE, embeddings="random"),
         _coco("probmcl", _R101, "probmcl R101", "probmcl-t3-probmcl", _PROBMCL_NOTE),
         _coco("kmcl", _R101, "kmcl R101", None),
         _coco("baseline", _TM, "baseline TResNet-M", None),
         _coco("asl", _TM, "asl TResNet-M", "imlgcn-t1-asl-m"),
-        _coco("imlgcn", _TM, "imlgcn F_I TResNet-M", "imlgcn-t1-fi", node_features="image"),
-        _coco("imlgcn", _TM, "imlgcn F_PCA TResNet-M", "imlgcn-t1-fpca", node_features="pca"),
+        _coco("imlgcn", _TM, "imlgcn F_I TResNet-M", "imlgcn-t1-fi", _GCN_NOTE, node_features="image"),
+        _coco("imlgcn", _TM, "imlgcn F_PCA TResNet-M", "imlgcn-t1-fpca", _GCN_NOTE, node_features="pca"),
         _coco("probmcl", _TM, "probmcl TResNet-M", "probmcl-t3-probmcl", _PROBMCL_NOTE),
         _coco("kmcl", _TM, "kmcl TResNet-M", None),
         _coco("baseline", _TL, "baseline TResNet-L", None),
@@ -99,7 +103,8 @@ def _coco_tables() -> list[CostConfig]:
 
 def _default_table() -> list[CostConfig]:
     """Every registered method at the default suite's small configuration, with its defaults."""
-    return [CostConfig(name, "smallcnn", 48, 10, {}, 1, name) for name in methods.names()]
+    return [CostConfig(name, "smallcnn", 48, 10, {}, 1, name, class_names=_DIGITS)
+            for name in methods.names()]
 
 
 #: Cost configurations by suite name; a name listed here does not need a suite file.
@@ -120,17 +125,19 @@ def configs_for(suite: str) -> list[CostConfig]:
     bb = spec.backbone
     return [CostConfig(r.method, bb["name"], int(spec.budget["resolution"]), num_classes,
                        dict(r.hparams), in_chans, r.label or r.method,
-                       backbone_options=dict(bb.get("options") or {})) for r in spec.rows]
+                       backbone_options=dict(bb.get("options") or {}),
+                       class_names=_DIGITS if spec.dataset["name"] == "mnist-mosaic" else None)
+            for r in spec.rows]
 
 
 def dataset_shape(dataset: Mapping[str, Any]) -> tuple[int, int]:
     """(num_classes, in_chans): explicit dataset options first, else :data:`DATASET_SHAPES`."""
-    from bench.errors import BenchError
+    from bench.suites import SpecError
 
     opts = dict(dataset.get("options") or {})
     known = DATASET_SHAPES.get(dataset["name"])
     if "num_classes" not in opts and known is None:
-        raise BenchError(f"bench cost: dataset {dataset['name']!r} has no known class count; give "
+        raise SpecError(f"bench cost: dataset {dataset['name']!r} has no known class count; give "
                          f"dataset.options.num_classes (known: {', '.join(sorted(DATASET_SHAPES))})")
     return int(opts.get("num_classes", known[0] if known else 0)), int(
         opts.get("in_chans", known[1] if known else 3))
@@ -178,13 +185,13 @@ class _StageLoss(nn.Module):
 
 def count_macs(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[int, dict[str, int]]:
     """(MACs of module(*inputs), {unsupported aten op: count}) by fvcore, no_grad, eval."""
-    from fvcore.nn import FlopCountAnalysis
-
     import warnings
 
     module.eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        from fvcore.nn import FlopCountAnalysis
+
         fca = FlopCountAnalysis(module, inputs)
         fca.unsupported_ops_warnings(False)
         fca.uncalled_modules_warnings(False)
@@ -209,14 +216,15 @@ def build_model(cfg: CostConfig) -> MultiLabelModel:
     if not isinstance(cfg.resolution, int) or cfg.resolution < 8:
         raise ValueError(f"resolution {cfg.resolution!r} must be an integer >= 8")
     ctx = BuildContext(num_classes=cfg.num_classes,
-                       class_names=tuple(f"class_{i}" for i in range(cfg.num_classes)),
+                       class_names=cfg.class_names or tuple(f"class_{i}" for i in range(cfg.num_classes)),
                        train_targets=synthetic_targets(cfg.num_classes), backbone=cfg.backbone,
                        backbone_options=dict(cfg.backbone_options), resolution=cfg.resolution,
                        in_chans=cfg.in_chans, device="cpu")
     return spec.build(ctx, hp)
 
 
-def _images(cfg: CostConfig, n: int, seed: int) -> torch.Tensor:
+def synthetic_images(cfg: CostConfig, n: int, seed: int) -> torch.Tensor:
+    """(n, in_chans, r, r) uniform [0, 1) images from a fixed seed."""
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, cfg.in_chans, cfg.resolution, cfg.resolution, generator=g)
 
@@ -224,7 +232,7 @@ def _images(cfg: CostConfig, n: int, seed: int) -> torch.Tensor:
 def stage_context(cfg: CostConfig, stage: str, index: int) -> StageContext:
     """A StageContext whose training split is one synthetic batch of TRAIN_BATCH images."""
     targets = synthetic_targets(cfg.num_classes)
-    batch = (_images(cfg, TRAIN_BATCH, 1), torch.as_tensor(targets[:TRAIN_BATCH], dtype=torch.float32))
+    batch = (synthetic_images(cfg, TRAIN_BATCH, 1), torch.as_tensor(targets[:TRAIN_BATCH], dtype=torch.float32))
     return StageContext(stage=stage, stage_index=index, epochs=1, device="cpu",
                         iterate_train=lambda: iter([batch]), train_targets=targets)
 
@@ -242,13 +250,13 @@ def measure(cfg: CostConfig, all_stages: bool = False) -> list[dict[str, Any]]:
     targets = torch.as_tensor(synthetic_targets(cfg.num_classes)[:TRAIN_BATCH], dtype=torch.float32)
     for index, stage in enumerate(model.stages):
         model.prepare_stage(stage, stage_context(cfg, stage, index))
-        views = tuple(_images(cfg, TRAIN_BATCH, 10 + v) for v in range(model.views(stage)))
+        views = tuple(synthetic_images(cfg, TRAIN_BATCH, 10 + v) for v in range(model.views(stage)))
         wrapper = _StageLoss(model, stage)
         macs, unsupported = count_macs(wrapper, (*views, targets))
         training.append({"stage": stage, "views": len(views), "params": used_params(wrapper, (*views, targets)),
                          "macs": macs / TRAIN_BATCH, "unsupported": unsupported,
                          "trainable": _trainable(model, stage)})
-    image = (_images(cfg, 1, 2),)
+    image = (synthetic_images(cfg, 1, 2),)
     macs, unsupported = count_macs(model, image)
     params = used_params(model, image)
     rows = [_row(cfg, "inference", "", params, macs, unsupported, params)]
@@ -268,7 +276,8 @@ def _row(cfg: CostConfig, mode: str, stage: str, params: int, macs: float,
         "label": cfg.label or cfg.method, "method": cfg.method, "backbone": cfg.backbone,
         "resolution": cfg.resolution, "num_classes": cfg.num_classes, "in_chans": cfg.in_chans,
         "hparams": dict(sorted(cfg.hparams.items())), "mode": mode, "stage": stage, "views": views,
-        "params_m": round(params / 1e6, 4), "trainable_params_m": round(trainable / 1e6, 4),
+        "params": int(params), "params_m": round(params / 1e6, 4),
+        "trainable_params_m": round(trainable / 1e6, 4), "macs": int(round(macs)),
         "gmacs": round(macs / 1e9, 4), "unsupported_ops": dict(unsupported),
         "paper_params_m": None, "paper_gmacs": None, "params_rel_diff": None, "gmacs_rel_diff": None,
         "paper_source": None, "note": cfg.note, "error": None,
@@ -283,22 +292,6 @@ def _row(cfg: CostConfig, mode: str, stage: str, params: int, macs: float,
         if paper.gmacs is not None:
             row["gmacs_rel_diff"] = round(row["gmacs"] / paper.gmacs - 1, 4)
     return row
-
-
-def explain(row: dict[str, Any], backbone_params: int, num_features: int) -> str:
-    """Computed diagnosis of a >0.5 % gap to the paper: what the printed value would take."""
-    parts = []
-    if row["params_rel_diff"] is not None and abs(row["params_rel_diff"]) > 0.005:
-        extra = row["params_m"] - backbone_params / 1e6
-        fc1000 = (backbone_params + 1000 * (num_features + 1)) / 1e6
-        parts.append(f"backbone alone {backbone_params / 1e6:.2f} M + head/branches {extra:.2f} M; "
-                     f"with a 1000-class fc instead {fc1000:.2f} M; the paper's "
-                     f"{row['paper_params_m']} M is {row['paper_params_m'] - backbone_params / 1e6:+.2f} M "
-                     f"from the backbone alone")
-    if row["gmacs_rel_diff"] is not None and abs(row["gmacs_rel_diff"]) > 0.005:
-        px = row["resolution"] * math.sqrt(row["paper_gmacs"] / row["gmacs"])
-        parts.append(f"{row['paper_gmacs']} GMAC would need ~{px:.0f} px on this model (MACs ~ px^2)")
-    return "; ".join(parts)
 
 
 def _backbone_size(cfg: CostConfig, cache: dict) -> tuple[int, int]:
@@ -331,83 +324,11 @@ def cost_rows(configs: Sequence[CostConfig], log: Callable[[str], None] = lambda
             found = measure(cfg, all_stages)
             size = _backbone_size(cfg, cache)
             for r in found:
-                r["note"] = "; ".join(s for s in (r["note"], explain(r, *size)) if s)
+                r["note"] = "; ".join(s for s in (r["note"], explain_gap(r, *size)) if s)
             rows.extend(found)
         except Exception as err:  # noqa: BLE001 -- any failure is reported as this row's error
             rows.append(error_row(cfg, err))
     return rows
-
-
-# ---------------------------------------------------------------- measured time (--timing)
-
-def _step_fns(cfg: CostConfig, stage_index: int | None, batch: int) -> Callable[[], None]:
-    """A closure running one training step of stage ``stage_index`` (None: one inference)."""
-    model = build_model(cfg)
-    stages = model.stages if stage_index is None else model.stages[:stage_index + 1]
-    for i, stage in enumerate(stages):
-        model.prepare_stage(stage, stage_context(cfg, stage, i))
-    images = _images(cfg, batch, 3)
-    if stage_index is None:
-        model.eval()
-
-        def infer() -> None:
-            with torch.no_grad():
-                model(images)
-        return infer
-    stage = model.stages[stage_index]
-    views = [_images(cfg, batch, 20 + v) for v in range(model.views(stage))]
-    targets = torch.as_tensor(np.resize(synthetic_targets(cfg.num_classes), (batch, cfg.num_classes)),
-                              dtype=torch.float32)
-    opt = torch.optim.SGD(list(model.trainable_parameters(stage)), lr=1e-6)
-    model.train()
-
-    def train() -> None:
-        opt.zero_grad(set_to_none=True)
-        model.loss(views, targets, stage).backward()
-        opt.step()
-    return train
-
-
-def time_ratios(configs: Sequence[CostConfig], batch: int = 8, reps: int = 5,
-                log: Callable[[str], None] = lambda s: None) -> dict[tuple[str, str], float]:
-    """{(label, stage or 'inference'): median over reps of time / baseline time}, same backbone,
-    batch and process; each repetition runs every model once in rotating order (drift cancels)."""
-    import time
-
-    out: dict[tuple[str, str], float] = {}
-    groups: dict[tuple, list[CostConfig]] = {}
-    for cfg in configs:
-        key = (cfg.backbone, cfg.resolution, cfg.num_classes, cfg.in_chans, repr(cfg.backbone_options))
-        groups.setdefault(key, []).append(cfg)
-    for group in groups.values():
-        base = CostConfig("baseline", group[0].backbone, group[0].resolution, group[0].num_classes,
-                          {}, group[0].in_chans, "baseline", backbone_options=group[0].backbone_options)
-        tasks: list[tuple[tuple[str, str], str, Callable[[], None]]] = [
-            (("", "train"), "train", _step_fns(base, 0, batch)),
-            (("", "inference"), "infer", _step_fns(base, None, batch))]
-        for cfg in group:
-            try:
-                n_stages = len(build_model(cfg).stages)
-                label = cfg.label or cfg.method
-                for s in range(n_stages):
-                    stage = build_model(cfg).stages[s]
-                    tasks.append(((label, stage), "train", _step_fns(cfg, s, batch)))
-                tasks.append(((label, "inference"), "infer", _step_fns(cfg, None, batch)))
-            except Exception as err:  # noqa: BLE001 -- counted rows already report it
-                log(f"timing skipped for {cfg.label or cfg.method}: {err}")
-        log(f"timing {len(tasks)} steps x {reps + 1} repetitions ({group[0].backbone})")
-        samples: dict[tuple[str, str], list[float]] = {k: [] for k, _, _ in tasks}
-        for rep in range(reps + 1):  # repetition 0 warms up
-            times: dict[tuple[str, str], float] = {}
-            for k, _, fn in tasks[rep % len(tasks):] + tasks[:rep % len(tasks)]:
-                t0 = time.perf_counter()
-                fn()
-                times[k] = time.perf_counter() - t0
-            if rep:
-                for k, kind, _ in tasks:
-                    samples[k].append(times[k] / times[("", "train" if kind == "train" else "inference")])
-        out.update({k: round(float(np.median(v)), 3) for k, v in samples.items() if k[0]})
-    return out
 
 
 # ---------------------------------------------------------------- command
@@ -478,6 +399,8 @@ def main(args: argparse.Namespace) -> int:
     configs = configs_for(args.suite)
     rows = cost_rows(configs, log, all_stages=args.timing)
     if args.timing:
+        from bench.cost_timing import time_ratios
+
         ratios = time_ratios(configs, args.timing_batch, args.timing_reps, log)
         for r in rows:
             key = (r["label"], "inference" if r["mode"] == "inference" else r.get("stage", ""))

@@ -7,7 +7,9 @@ figure is None (the paper gives none), never a guess.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
@@ -64,3 +66,19 @@ def paper_cost(key: str | None) -> PaperCost | None:
         return PAPER_COSTS[key]
     except KeyError:
         raise KeyError(f"no paper cost {key!r}; known: {', '.join(sorted(PAPER_COSTS))}") from None
+
+
+def explain_gap(row: Mapping[str, Any], backbone_params: int, num_features: int) -> str:
+    """Computed diagnosis of a >0.5 % gap to the paper: what the printed value would take."""
+    parts = []
+    if row["params_rel_diff"] is not None and abs(row["params_rel_diff"]) > 0.005:
+        extra = row["params_m"] - backbone_params / 1e6
+        fc1000 = (backbone_params + 1000 * (num_features + 1)) / 1e6
+        parts.append(f"backbone alone {backbone_params / 1e6:.2f} M + head/branches {extra:.2f} M; "
+                     f"with a 1000-class fc instead {fc1000:.2f} M; the paper's "
+                     f"{row['paper_params_m']} M is {row['paper_params_m'] - backbone_params / 1e6:+.2f} M "
+                     f"from the backbone alone")
+    if row["gmacs_rel_diff"] is not None and abs(row["gmacs_rel_diff"]) > 0.005:
+        px = row["resolution"] * math.sqrt(row["paper_gmacs"] / row["gmacs"])
+        parts.append(f"{row['paper_gmacs']} GMAC would need ~{px:.0f} px on this model (MACs ~ px^2)")
+    return "; ".join(parts)
