@@ -239,29 +239,35 @@ def _expand_job_ids(job_id: str) -> list[str]:
     return out
 
 
-def scheduler_states(job_ids: list[str], timeout: float = QUERY_TIMEOUT_S) -> tuple[dict[str, str], str]:
-    """({slurm job id: STATE}, source) from ONE sacct call (squeue if sacct fails).
+def _query(cmd: list[str], timeout: float) -> dict[str, str] | None:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    states: dict[str, str] = {}
+    for line in out.stdout.splitlines():  # later lines (newer records) win
+        jid, _, state = line.strip().partition("|")
+        if jid and state:
+            for one in _expand_job_ids(jid):
+                states[one] = state.split()[0].rstrip("+")
+    return states
 
-    source is "sacct", "squeue" (only queued/running jobs are known) or "none"
-    (no scheduler answered: the caller relies on the store alone).
+
+def scheduler_states(job_ids: list[str], timeout: float = QUERY_TIMEOUT_S) -> tuple[dict[str, str], str]:
+    """({slurm job id: STATE}, source): ONE squeue call (queued and running jobs, known to
+    the controller at once) and ONE sacct call (final states; accounting may lag by seconds).
+
+    source names who answered: "squeue+sacct", "squeue", "sacct" or "none" (the caller
+    then relies on the store alone).
     """
     bases = sorted({j.split("_")[0] for j in job_ids})
     if not bases:
         return {}, "none"
-    queries = (("sacct", ["sacct", "-n", "-P", "-X", "--format=JobID,State", "-j", ",".join(bases)]),
-               ("squeue", ["squeue", "-h", "-r", "-o", "%i|%T"]))
-    for source, cmd in queries:
-        try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if out.returncode != 0:
-            continue
-        states: dict[str, str] = {}
-        for line in out.stdout.splitlines():
-            jid, _, state = line.strip().partition("|")
-            if jid and state:
-                for one in _expand_job_ids(jid):
-                    states[one] = state.split()[0].rstrip("+")
-        return states, source
-    return {}, "none"
+    import getpass
+
+    queued = _query(["squeue", "-h", "-r", "-o", "%i|%T", "-u", getpass.getuser()], timeout)
+    final = _query(["sacct", "-n", "-P", "-X", "--format=JobID,State", "-j", ",".join(bases)], timeout)
+    sources = [name for name, got in (("squeue", queued), ("sacct", final)) if got is not None]
+    return {**(final or {}), **(queued or {})}, "+".join(sources) or "none"

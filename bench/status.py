@@ -12,7 +12,6 @@ submitted), incomplete (started outside Slurm and interrupted).
 from __future__ import annotations
 
 import argparse
-import time
 from collections import Counter
 from dataclasses import dataclass
 
@@ -23,7 +22,6 @@ from bench.store import Store
 STATES = ("done", "running", "pending", "preempted", "failed", "missing", "incomplete")
 PENDING_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
                   "SUSPENDED", "RESIZING", "PREEMPTED"}
-ACCOUNTING_LAG_S = 60.0  # a job this recent may not be in sacct yet
 RUNNING_STATES = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
 
 
@@ -71,17 +69,10 @@ def job_statuses(jobs: list[JobSpec], store: Store) -> tuple[list[JobStatus], st
             out.append(JobStatus(job, "failed", reason, sid, state))
         elif error:
             out.append(JobStatus(job, "failed", _last_error_line(error), sid))
-        elif sub and source != "sacct":
-            # squeue forgets finished jobs and nothing answered at all: assume still queued
-            # unless squeue answered (then a job it does not list is gone without a record)
-            lost = source == "squeue"
-            out.append(JobStatus(job, "failed" if lost else "pending",
-                                 f"slurm job {sid} left the queue without a record" if lost else "",
-                                 sid))
-        elif sub and time.time() - float(sub.get("submitted_at", 0)) < ACCOUNTING_LAG_S:
-            out.append(JobStatus(job, "pending", "", sid))  # accounting has not caught up yet
-        elif sub:
-            out.append(JobStatus(job, "failed", f"slurm job {sid} unknown to sacct", sid))
+        elif sub and "squeue" not in source:  # the controller did not answer: assume queued
+            out.append(JobStatus(job, "pending", "", sid))
+        elif sub:  # not queued, not running, no final record: cancelled while pending, lost
+            out.append(JobStatus(job, "failed", f"slurm job {sid} is no longer queued and left no record", sid))
         else:
             out.append(JobStatus(job, "incomplete" if jd.job_file.exists() else "missing"))
     return out, source
@@ -112,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
     counts = summarize(statuses)
     name = jobs[0].suite if jobs else "?"
     print(f"{name}: {len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-          + ("" if source == "sacct" else f"  (scheduler: {source}; states partly from the store)"))
+          + ("" if source == "squeue+sacct" else f"  (scheduler: {source}; states partly from the store)"))
     if args.verbose:
         for st in statuses:
             print(f"  {st.job.job_id:<22} {st.job.display_name:<24} seed {st.job.seed:<3} {st.state:<10} "

@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
         todo = [st.job for st in statuses if st.state not in ("done",) and not st.active]
         skipped = len(jobs) - len(todo)
         print(f"sweep {sweep.name}: {len(jobs)} jobs, {skipped} done or queued, {len(todo)} to submit"
-              + ("" if source in ("sacct", "none") else f" (scheduler: {source})"))
+              + ("" if source == "squeue+sacct" else f" (scheduler: {source})"))
         if not todo:
             return 0
         options = {**cluster, "device": args.device, "threads": args.threads} if executor_name == "slurm" \

@@ -27,6 +27,7 @@ BINARIES = ("munged", "slurmctld", "slurmd", "slurmdbd", "sbatch", "sacct", "mar
 PORTS = {"ctld": 16817, "slurmd": 16818, "dbd": 16819}
 NODE_CPUS = 4  # more than the 2 real cores (config_overrides): tiny test jobs run side by side
 MYSQL_SOCKET = Path("/run/mysqld/mysqld.sock")  # libmariadb's default for StorageHost=localhost
+ACCT_DB = "bench_slurm_acct"
 MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 
 
@@ -143,7 +144,7 @@ LogFile={d}/log/slurmdbd.log
 StorageType=accounting_storage/mysql
 StorageHost=localhost
 StorageUser=root
-StorageLoc=bench_slurm_acct
+StorageLoc={ACCT_DB}
 """)
         dbd.chmod(0o600)
 
@@ -226,6 +227,8 @@ StorageLoc=bench_slurm_acct
         try:
             self._start_munge()
             self._start_mariadb()
+            # job ids restart at 1 with a cleared controller state: old accounting would collide
+            _run(["mariadb", "--socket", str(MYSQL_SOCKET), "-e", f"DROP DATABASE IF EXISTS {ACCT_DB}"])
             self._start_daemon("slurmdbd", [], "slurmdbd.pid")
             self._wait(self._dbd_ok, 20, "slurmdbd")
             self._start_daemon("slurmctld", ["-c"], "slurmctld.pid")

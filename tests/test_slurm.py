@@ -1,0 +1,168 @@
+"""The Slurm executor against a REAL single-node cluster (tests/slurm_cluster.py).
+
+Run alone with ``pytest -m slurm``. Jobs are tiny (embedded mnist-mosaic,
+smallcnn, 32 px, 1-3 epochs); every wait is bounded.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.cli import main as cli_main
+from bench.errors import BenchError
+from bench.executors import get_executor
+from bench.runner import load_job_data, run_job
+from bench.slurm import PREEMPTED_FILE, SUBMISSION_FILE, read_submission
+from bench.status import job_statuses, summarize
+from bench.store import Store
+from bench.sweeps import expand_sweep, load_sweep
+
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
+
+CLUSTER = {"time_min": 10, "cpus_per_task": 1, "max_requeues": 5, "signal_delay_s": 30}
+
+
+def _write_sweep(tmp_path: Path, name: str, seeds: list[int], epochs: int = 1, n_train: int = 128) -> Path:
+    base = {"name": "tiny", "dataset": {"name": "mnist-mosaic",
+                                        "options": {"n_train": n_train, "n_val": 32, "n_test": 64, "seed": 0}},
+            "backbone": "smallcnn",
+            "budget": {"epochs": epochs, "batch_size": 32, "resolution": 32, "eval_batch_size": 64},
+            "evaluation": {"trick_lambdas": [0.1]}, "seeds": [0], "methods": ["baseline"]}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(base))
+    sweep = {"name": name, "suite": "tiny.yaml", "seeds": seeds, "cluster": CLUSTER,
+             "search": [{"method": "baseline"}]}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+def _wait_final(jobs, store: Store, timeout: float = 240.0) -> dict[str, str]:
+    """Poll ``bench status``'s logic until no job is pending/running; bounded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        statuses, _ = job_statuses(jobs, store)
+        if not any(s.active for s in statuses):
+            return {s.job.job_id: s.state for s in statuses}
+        time.sleep(2)
+    raise AssertionError(f"jobs still active after {timeout:.0f} s: {summarize(statuses)}")
+
+
+def _sacct_state(slurm_id: str, env: dict) -> str:
+    out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", slurm_id.split("_")[0]],
+                         capture_output=True, text=True, env=env, timeout=15).stdout
+    for line in out.splitlines():
+        jid, _, state = line.partition("|")
+        if jid == slurm_id:
+            return state.split()[0]
+    return ""
+
+
+def test_sweep_array_with_a_failing_job(slurm_cluster, tmp_path):
+    sweep = load_sweep(str(_write_sweep(tmp_path, "arr", seeds=[0, 1, 2])))
+    jobs = expand_sweep(sweep)
+    load_job_data(jobs[0])  # warm the dataset cache once
+    bad = replace(jobs[0], hparams={**jobs[0].hparams, "no_such_hparam": 1})  # fails inside the job
+    store = Store(tmp_path / "results")
+    summary = get_executor("slurm", dict(sweep.cluster)).submit(jobs + [bad], store)
+    assert summary["submitted"] == 4 and len(summary["arrays"]) == 1  # ONE array
+    subs = [read_submission(store.job_dir(j)) for j in jobs + [bad]]
+    assert {s["array_id"] for s in subs} == set(summary["arrays"])
+    assert sorted(s["slurm_job_id"] for s in subs) == [f"{summary['arrays'][0]}_{i}" for i in range(4)]
+    states = _wait_final(jobs + [bad], store)
+    assert [states[j.job_id] for j in jobs] == ["done"] * 3
+    assert states[bad.job_id] == "failed"
+    error = store.job_dir(bad).error_file.read_text()
+    assert "Traceback" in error and "no_such_hparam" in error
+    records = store.records("arr")
+    assert len(records) == 3 and {r["job"]["seed"] for r in records} == {0, 1, 2}
+    assert (tmp_path / "results" / "arr" / ".submitit").is_dir()
+    statuses, source = job_statuses(jobs + [bad], store)
+    assert source == "squeue+sacct"
+    assert [s.reason for s in statuses if s.state == "failed"][0].startswith("methods.base.HparamError") \
+        or "no_such_hparam" in [s.reason for s in statuses if s.state == "failed"][0]
+
+
+def test_cli_sweep_resubmits_only_cancelled(slurm_cluster, tmp_path, capsys):
+    spec = str(_write_sweep(tmp_path, "cancel", seeds=[0, 1]))
+    results = str(tmp_path / "results")
+    jobs = expand_sweep(load_sweep(spec))
+    load_job_data(jobs[0])
+    held = ["--cluster", "sbatch={hold: true}"]  # jobs stay queued until released
+    assert cli_main(["sweep", spec, "--executor", "slurm", "--results", results, *held]) == 0
+    assert "as array(s)" in capsys.readouterr().out
+    store = Store(results)
+    victim = read_submission(store.job_dir(jobs[1]))["slurm_job_id"]
+    subprocess.run(["scancel", victim], check=True, env=slurm_cluster.env, timeout=15)
+    t0, deadline = time.monotonic(), time.monotonic() + 30
+    while time.monotonic() < deadline:
+        statuses = {s.job.job_id: s for s in job_statuses(jobs, store)[0]}
+        if statuses[jobs[1].job_id].state == "failed":
+            break
+        time.sleep(0.5)
+    assert statuses[jobs[1].job_id].state == "failed", statuses[jobs[1].job_id]
+    assert time.monotonic() - t0 < 30  # detected without hanging
+    assert statuses[jobs[0].job_id].state == "pending"  # job 0 is still queued
+    # the second `bench sweep` resubmits the cancelled job only, not the pending one
+    first = read_submission(store.job_dir(jobs[0]))["slurm_job_id"]
+    assert cli_main(["sweep", spec, "--executor", "slurm", "--results", results, *held]) == 0
+    assert "1 to submit" in capsys.readouterr().out
+    assert read_submission(store.job_dir(jobs[0]))["slurm_job_id"] == first
+    assert read_submission(store.job_dir(jobs[1]))["slurm_job_id"] != victim
+    subprocess.run(["scontrol", "release", first.split("_")[0]], capture_output=True, env=slurm_cluster.env)
+    subprocess.run(["scontrol", "release", read_submission(store.job_dir(jobs[1]))["slurm_job_id"].split("_")[0]],
+                   capture_output=True, env=slurm_cluster.env)
+    assert set(_wait_final(jobs, store).values()) == {"done"}
+    assert cli_main(["status", "--sweep", spec, "--results", results]) == 0
+    assert "2 done" in capsys.readouterr().out
+
+
+def test_preempted_job_resumes_from_checkpoint(slurm_cluster, tmp_path):
+    sweep = load_sweep(str(_write_sweep(tmp_path, "preempt", seeds=[0], epochs=3, n_train=768)))
+    job = expand_sweep(sweep)[0]
+    load_job_data(job)
+    store = Store(tmp_path / "results")
+    get_executor("slurm", dict(sweep.cluster)).submit([job], store)
+    jd = store.job_dir(job)
+    slurm_id = read_submission(jd)["slurm_job_id"]
+    deadline = time.monotonic() + 120
+    while not jd.checkpoint_file.exists() and not jd.is_done and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert jd.checkpoint_file.exists() and not jd.is_done, "the job finished before it could be preempted"
+    subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, env=slurm_cluster.env, timeout=15)
+    assert _wait_final([job], store, timeout=240)[job.job_id] == "done"
+    assert json.loads((jd.path / PREEMPTED_FILE).read_text())["count"] >= 1
+    record = json.loads(jd.record_file.read_text())
+    assert record["timing"]["resumed"] is True
+    # the same job uninterrupted, in this process: identical metrics
+    reference = run_job(job, Store(tmp_path / "reference"), device="cpu", threads=1, progress=False)
+    assert record["metrics"]["selected"]["test"]["mAP"] == pytest.approx(
+        reference["metrics"]["selected"]["test"]["mAP"], abs=1e-6)
+    assert record["selected_epoch"] == reference["selected_epoch"]
+
+
+def test_unknown_partition_is_one_line_and_records_nothing(slurm_cluster, tmp_path):
+    sweep = load_sweep(str(_write_sweep(tmp_path, "badpart", seeds=[0, 1])))
+    jobs = expand_sweep(sweep)
+    store = Store(tmp_path / "results")
+    with pytest.raises(BenchError) as err:
+        get_executor("slurm", {**sweep.cluster, "partition": "nosuchpartition"}).submit(jobs, store)
+    message = str(err.value)
+    assert "\n" not in message and "partition" in message.lower()
+    assert not list((tmp_path / "results").rglob(SUBMISSION_FILE))
+    # through the CLI: exit code 2, one line on stderr
+    code = cli_main(["sweep", str(tmp_path / "badpart.yaml"), "--executor", "slurm",
+                     "--results", str(tmp_path / "results"), "--cluster", "partition=nosuchpartition"])
+    assert code == 2 and not list((tmp_path / "results").rglob(SUBMISSION_FILE))
+
+
+def test_unknown_cluster_option_rejected_before_submission(slurm_cluster, tmp_path):
+    spec = str(_write_sweep(tmp_path, "badopt", seeds=[0]))
+    assert cli_main(["sweep", spec, "--executor", "slurm", "--results", str(tmp_path / "r"),
+                     "--cluster", "partitoin=debug"]) == 2
+    assert not (tmp_path / "r").exists() or not list((tmp_path / "r").rglob(SUBMISSION_FILE))
