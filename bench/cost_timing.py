@@ -1,9 +1,10 @@
 """`bench cost --timing`: training-step and inference time relative to the plain baseline.
 
-Measured in one process on the machine at hand, same backbone, batch and synthetic data;
-each repetition runs every model's step once, in an order rotated per repetition, and the
-ratio to the baseline's step of the SAME repetition is taken (machine drift cancels); the
-median over repetitions is reported. Multi-stage methods: one ratio per stage's step.
+Measured in one process on the machine at hand, same backbone, batch and synthetic data.
+Each repetition runs every model's step (fastest of INNER_CALLS calls) in an order rotated
+per repetition; the ratio to the baseline's step of the SAME repetition is taken (machine
+drift cancels) and the median over repetitions reported. Multi-stage methods: one ratio
+per stage's step. A "baseline" row measures the noise floor (its ratio should be ~1).
 """
 from __future__ import annotations
 
@@ -14,6 +15,18 @@ import numpy as np
 import torch
 
 from bench.cost import CostConfig, synthetic_images, build_model, stage_context, synthetic_targets
+
+#: Calls per task and repetition; the fastest is kept (robust to other processes' spikes).
+INNER_CALLS = 3
+
+
+def _min_time(fn: Callable[[], None], calls: int) -> float:
+    best = float("inf")
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def _step_fns(cfg: CostConfig, stage_index: int | None, batch: int) -> Callable[[], None]:
@@ -47,7 +60,8 @@ def _step_fns(cfg: CostConfig, stage_index: int | None, batch: int) -> Callable[
 def time_ratios(configs: Sequence[CostConfig], batch: int = 8, reps: int = 5,
                 log: Callable[[str], None] = lambda s: None) -> dict[tuple[str, str], float]:
     """{(label, stage or 'inference'): median over reps of time / baseline time}, same backbone,
-    batch and process; each repetition runs every model once in rotating order (drift cancels)."""
+    batch and process; each repetition runs every model's step (fastest of INNER_CALLS calls) in
+    rotating order, divided by the baseline's of the same repetition (drift cancels)."""
     out: dict[tuple[str, str], float] = {}
     groups: dict[tuple, list[CostConfig]] = {}
     for cfg in configs:
@@ -61,10 +75,8 @@ def time_ratios(configs: Sequence[CostConfig], batch: int = 8, reps: int = 5,
             (("", "inference"), "infer", _step_fns(base, None, batch))]
         for cfg in group:
             try:
-                n_stages = len(build_model(cfg).stages)
                 label = cfg.label or cfg.method
-                for s in range(n_stages):
-                    stage = build_model(cfg).stages[s]
+                for s, stage in enumerate(build_model(cfg).stages):
                     tasks.append(((label, stage), "train", _step_fns(cfg, s, batch)))
                 tasks.append(((label, "inference"), "infer", _step_fns(cfg, None, batch)))
             except Exception as err:  # noqa: BLE001 -- counted rows already report it
@@ -74,9 +86,7 @@ def time_ratios(configs: Sequence[CostConfig], batch: int = 8, reps: int = 5,
         for rep in range(reps + 1):  # repetition 0 warms up
             times: dict[tuple[str, str], float] = {}
             for k, _, fn in tasks[rep % len(tasks):] + tasks[:rep % len(tasks)]:
-                t0 = time.perf_counter()
-                fn()
-                times[k] = time.perf_counter() - t0
+                times[k] = _min_time(fn, INNER_CALLS)
             if rep:
                 for k, kind, _ in tasks:
                     samples[k].append(times[k] / times[("", "train" if kind == "train" else "inference")])
