@@ -10,13 +10,14 @@ Names (the suite's ``budget.augmentation``):
   shift       random translation up to 1/12 of the side (zero fill): digits, small objects
   flip-crop   horizontal flip + random resized crop, scale 0.7-1.0 (CSRA's recipe)
   randaugment torchvision RandAugment (ASL / ProbMCL / KMCL recipes), per image
+  cutout+randaugment  RandAugment then one zeroed square of half the side (ASL's recipe)
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-AUGMENTATIONS = ("none", "shift", "flip-crop", "randaugment")
+AUGMENTATIONS = ("none", "shift", "flip-crop", "randaugment", "cutout+randaugment")
 NORMALIZATIONS = ("none", "imagenet")
 _IMAGENET = (torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225]))
 
@@ -45,13 +46,24 @@ def _affine(x: torch.Tensor, scale: torch.Tensor, tx: torch.Tensor, ty: torch.Te
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def _cutout(chw: torch.Tensor, generator: torch.Generator, fraction: float = 0.5) -> torch.Tensor:
+    """Zero one random square of side ``fraction`` x H per image (may extend past the border)."""
+    b, _, h, w = chw.shape
+    side = max(1, int(h * fraction))
+    cy = torch.randint(0, h, (b,), generator=generator)
+    cx = torch.randint(0, w, (b,), generator=generator)
+    ys, xs = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    inside = ((ys - cy.view(b, 1, 1)).abs() <= side // 2) & ((xs - cx.view(b, 1, 1)).abs() <= side // 2)
+    return chw.masked_fill(inside.unsqueeze(1), 0)
+
+
 def augment(batch: torch.Tensor, name: str, generator: torch.Generator,
             normalize: str = "none") -> torch.Tensor:
     """Apply augmentation ``name`` to a uint8 batch (B, H, W, C) -> float (B, C, H, W)."""
     b = batch.shape[0]
     if name == "none":
         return to_float(batch, normalize)
-    if name == "randaugment":
+    if name in ("randaugment", "cutout+randaugment"):
         from torchvision.transforms import v2
 
         state = torch.random.get_rng_state()
@@ -60,6 +72,8 @@ def augment(batch: torch.Tensor, name: str, generator: torch.Generator,
         chw = batch.permute(0, 3, 1, 2)
         out = torch.stack([ra(img) for img in chw])
         torch.random.set_rng_state(state)
+        if name.startswith("cutout"):
+            out = _cutout(out, generator)
         return to_float(out.permute(0, 2, 3, 1), normalize)
     x = to_float(batch, "none")
     u = torch.rand(b, 4, generator=generator).to(x.device)

@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--methods", default=None, help="comma-separated row labels or methods to run")
     r.add_argument("--dry-run", action="store_true", help="list the jobs and their state; run nothing")
     r.add_argument("--executor", default=None, help="local (default) or slurm")
+    r.add_argument("--cluster", action="append", metavar="KEY=VALUE",
+                   help="override a cluster option of the suite (repeatable), e.g. partition=gpu")
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     r.add_argument("--no-report", action="store_true", help="do not regenerate REPORT.md afterwards")

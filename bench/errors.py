@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from bench.data.base import DataError
+from bench.metrics import MetricsInputError
 from bench.suites import SpecError
 from methods.base import HparamError
 
@@ -10,4 +11,5 @@ class BenchError(Exception):
     """Any other user-facing error (missing results, stale report, ...)."""
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = (BenchError, DataError, SpecError, HparamError)
+USER_ERRORS: tuple[type[BaseException], ...] = (BenchError, DataError, SpecError, HparamError,
+                                                MetricsInputError)

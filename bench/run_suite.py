@@ -8,10 +8,10 @@ from bench.errors import BenchError
 from bench.executors import get_executor
 from bench.jobs import JobSpec
 from bench.store import Store
-from bench.suites import expand_jobs, load_suite
+from bench.suites import SuiteSpec, expand_jobs, load_suite
 
 
-def select_jobs(args: argparse.Namespace) -> tuple[list[JobSpec], str]:
+def select_jobs(args: argparse.Namespace) -> tuple[list[JobSpec], SuiteSpec]:
     suite = load_suite(args.suite)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
     data_root = args.data_root or os.environ.get("BENCH_DATA_ROOT")
@@ -23,11 +23,11 @@ def select_jobs(args: argparse.Namespace) -> tuple[list[JobSpec], str]:
             raise BenchError(f"--methods: {sorted(unknown)[0]!r} is not a row of suite {suite.name!r}; "
                              f"rows: {', '.join(dict.fromkeys(j.label for j in jobs))}")
         jobs = [j for j in jobs if j.label in wanted or j.method in wanted]
-    return jobs, suite.executor.get("name", "local")
+    return jobs, suite
 
 
 def main(args: argparse.Namespace) -> int:
-    jobs, suite_executor = select_jobs(args)
+    jobs, suite = select_jobs(args)
     store = Store(args.results)
     states = {j.job_id: store.job_dir(j).state for j in jobs}
     if args.dry_run:
@@ -41,9 +41,16 @@ def main(args: argparse.Namespace) -> int:
     print(f"suite {jobs[0].suite}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run")
     if todo:
         _preflight(todo[0])
-    executor = get_executor(args.executor or suite_executor,
-                            {"device": args.device, "threads": args.threads})
-    summary = executor.submit(todo, store) if todo else {"failed": []}
+    name = args.executor or suite.executor.get("name", "local")
+    options = {"device": args.device, "threads": args.threads}
+    if name == "slurm":
+        from bench.slurm import parse_cluster_overrides
+
+        options = {**suite.cluster, **parse_cluster_overrides(args.cluster), **options}
+    summary = get_executor(name, options).submit(todo, store) if todo else {"failed": []}
+    if name == "slurm":
+        print(f"submitted; follow with `bench status --suite {args.suite}`")
+        return 0
     if not args.no_report and args.results == "results":
         from bench.cli import main as cli_main
 

@@ -14,6 +14,7 @@ import copy
 import functools
 import io
 import json
+import math
 import os
 import time
 import traceback
@@ -112,7 +113,7 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
     epochs = stage_epochs(model, job)
     state = _load_checkpoint(jd, model)
     history: list[dict[str, Any]] = state["history"] if state else []
-    best = state["best"] if state else {"val_mAP": -1.0, "epoch": 0, "state": None}
+    best = state["best"] if state else {"val_mAP": -math.inf, "epoch": 0, "state": None}
     train_s = state["train_s"] if state else 0.0
     prior_s = train_s  # time spent before a resume (training only; earlier overheads are not kept)
     first_stage = state["stage_index"] if state else 0
@@ -127,8 +128,10 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
             stage=stage, stage_index=si, epochs=n_epochs, device=device,
             iterate_train=lambda: iterate_plain(data.train, int(budget["eval_batch_size"]), norm, device),
             train_targets=data.train.targets, resuming=done_in_stage > 0))
-        params = list(model.trainable_parameters(stage))
-        opt = build_optimizer(params, job.optimizer)
+        params = [p for p in model.trainable_parameters(stage) if p.requires_grad]
+        groups = (model.lr_groups(stage) if job.protocol == "paper-recipe"
+                  else [("all", params, 1.0)])
+        opt = build_optimizer(groups, job.optimizer)
         steps = len(data.train) // bs
         sched = build_schedule(opt, job.optimizer, n_epochs, steps)
         if state and si == first_stage and done_in_stage > 0:
@@ -146,8 +149,9 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
                 val = evaluate(predict_scores(model, data.val, int(budget["eval_batch_size"]), norm, device),
                                data.val.targets, job.evaluation["convention"])
                 entry["val_mAP"] = val["mAP"]
-                if val["mAP"] > best["val_mAP"]:
-                    best = {"val_mAP": val["mAP"], "epoch": epoch + 1,
+                score = -math.inf if math.isnan(val["mAP"]) else val["mAP"]  # NaN: no positives
+                if best["state"] is None or score > best["val_mAP"]:
+                    best = {"val_mAP": score, "epoch": epoch + 1,
                             "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             history.append(entry)
             _save_checkpoint(jd, model, opt, sched, si, epoch + 1, best, history, train_s)

@@ -30,6 +30,8 @@ OPTIMIZER_DEFAULTS: dict[str, Any] = {
     "name": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "schedule": "onecycle",
     "pct_start": 0.2, "momentum": 0.9, "grad_clip": None, "warmup_epochs": 0,
     "step_epochs": None, "step_gamma": 0.1,
+    "backbone_lr_scale": 1.0,  # paper-recipe only: read by methods' lr_groups
+    "planned_epochs": None,  # schedule planned over more epochs than trained (ASL: 80, stopped at 40)
 }
 EVALUATION_DEFAULTS: dict[str, Any] = {
     "convention": "paper", "trick_lambdas": [0.02, 0.05, 0.1, 0.2, 0.5, 1.0],
@@ -157,19 +159,35 @@ def _parse_row(where: str, row: Any) -> MethodRow:
     return MethodRow(spec.name, hparams, str(row.get("label", "")))
 
 
+#: Recipe keys the suite always decides: a suite is one (backbone, resolution) configuration.
+SUITE_DECIDES = ("backbone", "resolution", "large", "views")
+
+
 def recipe_budget(suite: SuiteSpec, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(budget, optimizer) of a job: the suite's, or under 'paper-recipe' the method's
-    recipe laid over the suite's (keys a recipe does not set keep the suite's value)."""
+    """(budget, optimizer) of a job: the suite's, or under 'paper-recipe' the method's recipe
+    laid over the suite's. Keys the suite decides (SUITE_DECIDES) and keys the runner cannot
+    apply (e.g. EMA) are listed in ``budget['recipe_not_applied']``, so the record says so."""
     budget, optimizer = dict(suite.budget), dict(suite.optimizer)
-    if suite.protocol == "paper-recipe":
-        recipe = methods.get(method).recipe
-        for key, value in recipe.items():
-            if key in ("optimizer",):
-                optimizer["name"] = value
-            elif key in optimizer:
-                optimizer[key] = value
-            elif key in budget:
-                budget[key] = value
+    if suite.protocol != "paper-recipe":
+        return budget, optimizer
+    not_applied = []
+    for key, value in methods.get(method).recipe.items():
+        if key == "optimizer":
+            optimizer["name"] = value
+        elif key == "true_weight_decay":
+            if value and optimizer["name"] == "adam":
+                optimizer["name"] = "adamw"  # decoupled ("true") weight decay
+        elif key == "stage_epochs":
+            budget["stage_split"] = list(value.values())
+        elif key in optimizer:
+            optimizer[key] = value
+        elif key in budget:
+            budget[key] = value
+        else:
+            not_applied.append(key)
+    if optimizer["name"] == "adam" and methods.get(method).recipe.get("true_weight_decay"):
+        optimizer["name"] = "adamw"
+    budget["recipe_not_applied"] = sorted(not_applied)
     return budget, optimizer
 
 

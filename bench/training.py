@@ -23,35 +23,44 @@ def derived_seed(*parts: int | str) -> int:
     return zlib.crc32(":".join(str(p) for p in parts).encode()) & 0x7FFFFFFF
 
 
-def param_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weight matrices/kernels only, never on biases and norm scales."""
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
+LrGroups = list[tuple[str, list[nn.Parameter], float]]
 
 
-def build_optimizer(params: list[nn.Parameter], cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
-    groups = param_groups(params, float(cfg["weight_decay"]))
+def param_groups(groups: LrGroups, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """Optimiser groups: each (name, params, lr scale) split into weight matrices/kernels (with
+    weight decay) and biases/norm scales (without); frozen parameters are left out."""
+    out = []
+    for name, params, scale in groups:
+        live = [p for p in params if p.requires_grad]
+        for decay, members in ((weight_decay, [p for p in live if p.ndim > 1]),
+                               (0.0, [p for p in live if p.ndim <= 1])):
+            if members:
+                out.append({"params": members, "weight_decay": decay, "lr": lr * scale, "name": name})
+    return out
+
+
+def build_optimizer(groups: LrGroups, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """Optimiser ``cfg['name']`` over ``groups`` (see param_groups)."""
     name, lr = cfg["name"], float(cfg["lr"])
+    pg = param_groups(groups, lr, float(cfg["weight_decay"]))
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.AdamW(pg, lr=lr)
     if name == "adam":  # L2 penalty as in torch's Adam; ASL's "true wd" is adamw
-        return torch.optim.Adam(groups, lr=lr)
+        return torch.optim.Adam(pg, lr=lr)
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=float(cfg["momentum"]))
+        return torch.optim.SGD(pg, lr=lr, momentum=float(cfg["momentum"]))
     raise ValueError(f"optimizer name {name!r} must be one of {', '.join(OPTIMIZERS)}")
 
 
 def build_schedule(opt: torch.optim.Optimizer, cfg: Mapping[str, Any], epochs: int,
                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-step schedule over ``epochs`` x ``steps_per_epoch`` steps."""
-    total = max(1, epochs * steps_per_epoch)
+    planned = max(epochs, int(cfg.get("planned_epochs") or 0))
+    total = max(1, planned * steps_per_epoch)
     name = cfg["schedule"]
     if name == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(cfg["lr"]), total_steps=total,
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
+                                                   total_steps=total,
                                                    pct_start=float(cfg["pct_start"]))
     warmup = int(cfg.get("warmup_epochs") or 0) * steps_per_epoch
     if name == "cosine":

@@ -105,6 +105,11 @@ class MultiLabelModel(nn.Module):
         """Parameters the optimiser of ``stage`` updates (default: all that require grad)."""
         return (p for p in self.parameters() if p.requires_grad)
 
+    def lr_groups(self, stage: str) -> list[tuple[str, list[nn.Parameter], float]]:
+        """(name, params, lr scale) groups of ``stage`` for the paper-recipe protocol (e.g. a
+        backbone at 0.1x the head's lr). The equal-budget protocol uses one lr for all."""
+        return [("all", list(self.trainable_parameters(stage)), 1.0)]
+
     def loss(self, views: Sequence[torch.Tensor], targets: torch.Tensor, stage: str) -> torch.Tensor:
         """Scalar training loss of one batch. views[k]: (B, 3, H, W); targets (B, C)."""
         raise NotImplementedError
