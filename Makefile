@@ -5,7 +5,7 @@ export HF_HUB_OFFLINE = 1
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -e ".[test]"
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e ".[test,embeddings]"
 	touch $@
 
 .PHONY: setup run test
