@@ -11,7 +11,7 @@ from torch import nn
 
 import methods
 from bench import cost
-from bench.cost import CostConfig, configs_for, cost_rows, count_macs, synthetic_targets, used_params
+from bench.cost import CostConfig, configs_for, cost_rows, count, synthetic_targets
 
 SMALL = dict(backbone="smallcnn", resolution=32, num_classes=10, in_chans=1)
 
@@ -32,7 +32,8 @@ def test_used_params_of_a_small_model_by_hand():
     unused = nn.Linear(100, 100)  # built but never called: must not be counted
     model = nn.ModuleDict({"net": net, "unused": unused})
     expected = (3 * 4 * 9 + 4) + (4 * 36 * 5 + 5)
-    assert used_params(_Call(model), (torch.zeros(1, 3, 8, 8),)) == expected
+    macs, used, _ = count(_Call(model), (torch.zeros(1, 3, 8, 8),))
+    assert used == expected and macs == 4 * 6 * 6 * 3 * 9 + 4 * 36 * 5
 
 
 class _Call(nn.Module):
@@ -53,9 +54,9 @@ def test_baseline_row_params_by_hand():
 
 
 def test_macs_of_a_conv_and_a_linear_layer_by_hand():
-    conv_macs, unsupported = count_macs(nn.Conv2d(3, 8, 3, padding=1, bias=False), (torch.zeros(1, 3, 10, 10),))
-    assert conv_macs == 8 * 10 * 10 * 3 * 9 and unsupported == {}
-    lin_macs, _ = count_macs(nn.Linear(20, 5), (torch.zeros(2, 20),))
+    conv_macs, params, unsupported = count(nn.Conv2d(3, 8, 3, padding=1, bias=False), (torch.zeros(1, 3, 10, 10),))
+    assert conv_macs == 8 * 10 * 10 * 3 * 9 and params == 8 * 3 * 9 and unsupported == {}
+    lin_macs, _, _ = count(nn.Linear(20, 5), (torch.zeros(2, 20),))
     assert lin_macs == 2 * 20 * 5  # per batch of 2
 
 
@@ -75,9 +76,9 @@ def test_gcn_branch_is_counted():
     image = (torch.zeros(1, 1, 32, 32),)
     gcn_params = emb_dim * hidden + hidden * d  # two bias-free GCN layers
     # ML-GCN = backbone + GCN; the baseline = backbone + fc (d -> C, bias)
-    assert used_params(ml, image) - used_params(base, image) == gcn_params - (d * c + c)
-    macs_ml, _ = count_macs(ml, image)
-    macs_base, _ = count_macs(base, image)
+    macs_ml, params_ml, _ = count(ml, image)
+    macs_base, params_base, _ = count(base, image)
+    assert params_ml - params_base == gcn_params - (d * c + c)
     # GCN per image: X W1 (C x e x h) + W2 (C x h x d) + feature @ classifiers^T (d x C),
     # plus the two adjacency products (C x C x h, C x C x d); baseline fc: d x C
     gcn = c * emb_dim * hidden + c * hidden * d + c * c * (hidden + d)
@@ -128,3 +129,19 @@ def test_dataset_shape_from_options_or_table():
     with pytest.raises(ValueError, match="num_classes"):
         cost.dataset_shape({"name": "csv", "options": {}})
     assert np.isfinite(cost.TRAIN_BATCH)
+
+
+def test_any_suite_file_is_accepted(tmp_path):
+    suite = tmp_path / "mini.yaml"
+    suite.write_text("name: mini\ndataset: mnist-mosaic\nbackbone: smallcnn\nbudget: {resolution: 32}\n"
+                     "methods:\n  - baseline\n  - {method: asl, label: asl-g2, hparams: {gamma_neg: 2.0}}\n")
+    configs = configs_for(str(suite))
+    assert [(c.method, c.label, c.resolution, c.num_classes, c.in_chans) for c in configs] == [
+        ("baseline", "baseline", 32, 10, 1), ("asl", "asl-g2", 32, 10, 1)]
+    assert configs[1].hparams["gamma_neg"] == 2.0
+
+
+def test_coco_tables_work_without_a_suite_file():
+    rows = {(c.method, c.backbone, c.resolution) for c in configs_for("coco-tables")}
+    assert {("mlgcn", "resnet101", 448), ("asl", "tresnet_m", 224), ("asl", "tresnet_l", 448)} <= rows
+    assert all(c.num_classes == 80 for c in configs_for("coco-tables"))
