@@ -25,6 +25,7 @@ import torch
 
 import methods
 from bench import data as datasets
+from bench import distributed
 from bench.errors import BenchError
 from bench.jobs import JobSpec, canonical_json
 from bench.metrics import convention_record, evaluate
@@ -76,23 +77,50 @@ def stage_epochs(model: MultiLabelModel, job: JobSpec) -> list[int]:
 
 def run_job(job: JobSpec, store: Store, *, device: str | None = None, threads: int | None = None,
             progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) ``job``; return its record. Done jobs return their stored record."""
+    """Run (or resume) ``job``; return its record. Done jobs return their stored record.
+
+    Under torchrun or a multi-task Slurm step the job runs data-parallel (bench.distributed):
+    rank 0 does everything below, the other ranks only train (_follow).
+    """
     jd = store.job_dir(job)
+    dist = distributed.init_from_env(resolve_device(device))  # DDP: no-op for one process
+    if not dist.is_main:  # DDP
+        return _follow(job, jd, dist.device, threads)
     if jd.is_done:
+        distributed.tell_followers("done")  # DDP
         return json.loads(jd.record_file.read_text())
     with jd.lock() as got:
         if not got:
+            distributed.tell_followers("busy")  # DDP
             raise BenchError(f"job {job.job_id} is running elsewhere (lock held on {jd.path}/lock)")
         if jd.is_done:  # finished by another process while we waited
+            distributed.tell_followers("done")  # DDP
             return json.loads(jd.record_file.read_text())
         jd.write_job(job)
+        distributed.tell_followers("go")  # DDP
         try:
-            record, predictions = _run(job, jd, resolve_device(device), threads, progress)
+            record, predictions = _run(job, jd, dist.device, threads, progress)
         except Exception:
             jd.mark_failed(traceback.format_exc())
+            distributed.abort_process(job.job_id)  # DDP: ends the process when W > 1
             raise
         jd.finish(record, predictions)
+    distributed.barrier()  # DDP: the other ranks return once the record is written
     return record
+
+
+def _follow(job: JobSpec, jd: JobDir, device: str, threads: int | None) -> dict[str, Any]:
+    """DDP, ranks > 0: train in step with rank 0, write nothing, return rank 0's record."""
+    decision = distributed.leader_decision()
+    if decision == "busy":
+        raise BenchError(f"job {job.job_id} is running elsewhere (lock held on {jd.path}/lock)")
+    if decision == "go":
+        try:
+            _run(job, jd, device, threads, progress=False)
+            distributed.barrier()  # until rank 0 has written the record
+        except Exception:
+            distributed.abort_process(job.job_id)
+    return json.loads(jd.record_file.read_text())
 
 
 def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
@@ -112,6 +140,7 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
     model = spec.build(ctx, hp).to(device)
     epochs = stage_epochs(model, job)
     state = _load_checkpoint(jd, model)
+    distributed.broadcast_state(model)  # DDP: every rank starts from rank 0's weights
     history: list[dict[str, Any]] = state["history"] if state else []
     best = state["best"] if state else {"val_mAP": -math.inf, "epoch": 0, "state": None}
     train_s = state["train_s"] if state else 0.0
@@ -145,7 +174,7 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
             entry: dict[str, Any] = {"stage": stage, "epoch": epoch + 1, "train_loss": loss,
                                      "val_mAP": None, "seconds": round(seconds, 3),
                                      "images_per_s": round(steps * bs / seconds, 1)}
-            if stage == model.selection_stage():
+            if stage == model.selection_stage() and distributed.is_main():  # DDP: rank 0 evaluates
                 val = evaluate(predict_scores(model, data.val, int(budget["eval_batch_size"]), norm, device),
                                data.val.targets, job.evaluation["convention"])
                 entry["val_mAP"] = val["mAP"]
@@ -154,11 +183,15 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
                     best = {"val_mAP": score, "epoch": epoch + 1,
                             "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             history.append(entry)
-            _save_checkpoint(jd, model, opt, sched, si, epoch + 1, best, history, train_s)
+            if distributed.is_main():  # DDP: rank 0 writes; the others wait at the barrier
+                _save_checkpoint(jd, model, opt, sched, si, epoch + 1, best, history, train_s)
+            distributed.barrier()  # DDP
             if progress:
                 print(f"  {job.display_name} seed {job.seed} {stage} epoch {epoch + 1}/{n_epochs}: "
                       f"loss {loss:.4f} val mAP {'-' if entry['val_mAP'] is None else format(entry['val_mAP'], '.2f')} "
                       f"({entry['images_per_s']} img/s)", flush=True)
+    if not distributed.is_main():  # DDP: ranks > 0 only train
+        return {}, {}
     e0 = time.perf_counter()
     record_metrics, predictions, trick = _final_evaluation(model, job, data, best, device)
     eval_s = time.perf_counter() - e0
@@ -171,6 +204,7 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
                    "train_s": round(train_s, 2), "eval_s": round(eval_s, 2),
                    "train_images_per_s": round(sum(epochs) * (len(data.train) // bs) * bs / max(train_s, 1e-9), 1),
                    "resumed": state is not None},
+        "distributed": distributed.record_fields(),  # DDP: world_size, backend
         "model": {"params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 4)},
         "hparams_resolved": hp,
         "data": {"name": data.name, "fingerprint": data.fingerprint, "classes": list(data.classes),
@@ -195,19 +229,21 @@ def _train_epoch(model: MultiLabelModel, job: JobSpec, train: datasets.Split, st
     bar = _progress(batches, f"{job.display_name}/{stage} e{epoch + 1}", progress)
     for step, idx in enumerate(bar):
         views, targets = batch_views(train, idx, n_views, job.budget["augmentation"],
-                                     job.budget["normalize"], gen, device)
+                                     job.budget["normalize"], gen, "cpu")
+        views, targets = distributed.shard_batch(views, targets, device)  # DDP: this rank's slice
         loss = model.loss(views, targets, stage)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} in {job.method} stage {stage} "
                                      f"epoch {epoch + 1} step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(params)  # DDP: mean over ranks, before clipping
         if clip:
             torch.nn.utils.clip_grad_norm_(params, float(clip))
         opt.step()
         sched.step()
         total += float(loss.detach())
-    return round(total / len(batches), 6)
+    return round(distributed.average_scalar(total) / len(batches), 6)  # DDP: mean over ranks
 
 
 def _progress(items: list, desc: str, enabled: bool):
