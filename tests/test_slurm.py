@@ -6,7 +6,9 @@ smallcnn, 32 px, 1-3 epochs); every wait is bounded.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -22,20 +24,22 @@ from bench.slurm import PREEMPTED_FILE, SUBMISSION_FILE, read_submission
 from bench.status import job_statuses, summarize
 from bench.store import Store
 from bench.sweeps import expand_sweep, load_sweep
+from helpers import REPO
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
 
 CLUSTER = {"time_min": 10, "cpus_per_task": 1, "max_requeues": 5, "signal_delay_s": 30}
 
 
-def _write_sweep(tmp_path: Path, name: str, seeds: list[int], epochs: int = 1, n_train: int = 128) -> Path:
+def _write_sweep(tmp_path: Path, name: str, seeds: list[int], epochs: int = 1, n_train: int = 128,
+                 cluster: dict | None = None) -> Path:
     base = {"name": "tiny", "dataset": {"name": "mnist-mosaic",
                                         "options": {"n_train": n_train, "n_val": 32, "n_test": 64, "seed": 0}},
             "backbone": "smallcnn",
             "budget": {"epochs": epochs, "batch_size": 32, "resolution": 32, "eval_batch_size": 64},
             "evaluation": {"trick_lambdas": [0.1]}, "seeds": [0], "methods": ["baseline"]}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(base))
-    sweep = {"name": name, "suite": "tiny.yaml", "seeds": seeds, "cluster": CLUSTER,
+    sweep = {"name": name, "suite": "tiny.yaml", "seeds": seeds, "cluster": {**CLUSTER, **(cluster or {})},
              "search": [{"method": "baseline"}]}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(sweep))
@@ -166,3 +170,73 @@ def test_unknown_cluster_option_rejected_before_submission(slurm_cluster, tmp_pa
     assert cli_main(["sweep", spec, "--executor", "slurm", "--results", str(tmp_path / "r"),
                      "--cluster", "partitoin=debug"]) == 2
     assert not (tmp_path / "r").exists() or not list((tmp_path / "r").rglob(SUBMISSION_FILE))
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_requeues_exhausted_fail_with_the_reason(slurm_cluster, tmp_path):
+    sweep = load_sweep(str(_write_sweep(tmp_path, "exhaust", seeds=[0], epochs=6, n_train=768,
+                                        cluster={"max_requeues": 1})))
+    job = expand_sweep(sweep)[0]
+    load_job_data(job)
+    store = Store(tmp_path / "results")
+    get_executor("slurm", dict(sweep.cluster)).submit([job], store)
+    jd = store.job_dir(job)
+    slurm_id = read_submission(jd)["slurm_job_id"]
+    _wait_for(jd.checkpoint_file.exists, 120, "the first checkpoint")
+    subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, env=slurm_cluster.env, timeout=15)
+    # requeued once (max_requeues 1): it resumes and writes a LATER checkpoint
+    first = jd.checkpoint_file.stat().st_mtime_ns
+    _wait_for(lambda: (jd.path / PREEMPTED_FILE).exists(), 60, "preempted.json")
+    _wait_for(lambda: jd.checkpoint_file.exists() and jd.checkpoint_file.stat().st_mtime_ns != first,
+              120, "a checkpoint written after the requeue")
+    assert not jd.is_done, "the job finished before the second signal"
+    subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, env=slurm_cluster.env, timeout=15)
+    assert _wait_final([job], store, timeout=120)[job.job_id] == "failed"
+    (status,), _ = job_statuses([job], store)
+    assert "timed-out too many times" in status.reason, status.reason
+    assert json.loads((jd.path / PREEMPTED_FILE).read_text())["count"] == 2
+    assert not jd.is_done and "UncompletedJobError" in jd.error_file.read_text()
+
+
+def test_two_concurrent_cli_sweeps_run_each_job_once(slurm_cluster, tmp_path):
+    spec = str(_write_sweep(tmp_path, "twice", seeds=[0, 1, 2]))
+    results = tmp_path / "results"
+    jobs = expand_sweep(load_sweep(spec))
+    load_job_data(jobs[0])
+    cmd = [sys.executable, "-m", "bench.cli", "sweep", spec, "--executor", "slurm", "--results", str(results)]
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    counts = sorted(int(re.search(r"(\d+) to submit", out).group(1)) for out, _ in outs)
+    assert counts == [0, 3], outs  # the second waited on .submit.lock, then saw 3 queued jobs
+    assert set(_wait_final(jobs, Store(results)).values()) == {"done"}
+    store = Store(results)
+    slurm_ids = {read_submission(store.job_dir(j))["slurm_job_id"] for j in jobs}
+    assert len(slurm_ids) == 3 and len({s.split("_")[0] for s in slurm_ids}) == 1  # one array
+    records = store.records("twice")  # every record parses
+    assert sorted(r["job"]["seed"] for r in records) == [0, 1, 2]
+    # each job ran to completion exactly once: one result file per array task, one array
+    results_pickles = list((results / "twice" / ".submitit").glob("*_result.pkl"))
+    assert len(results_pickles) == 3, results_pickles
+
+
+def test_two_task_job_runs_data_parallel(slurm_cluster, tmp_path):
+    sweep = load_sweep(str(_write_sweep(tmp_path, "ddp", seeds=[0], cluster={"tasks_per_node": 2})))
+    job = expand_sweep(sweep)[0]
+    load_job_data(job)
+    store = Store(tmp_path / "results")
+    get_executor("slurm", dict(sweep.cluster)).submit([job], store)
+    assert _wait_final([job], store, timeout=180)[job.job_id] == "done"
+    record = json.loads(store.job_dir(job).record_file.read_text())
+    assert record["distributed"] == {"world_size": 2, "backend": "gloo"}
+    logs = sorted(p.name for p in (tmp_path / "results" / "ddp" / ".submitit").glob("*_log.out"))
+    assert len(logs) == 2, logs  # two Slurm tasks ran the job
