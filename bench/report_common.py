@@ -41,7 +41,7 @@ SWEEP_SUITES = {
     ("probmcl", "tau"): "ablation-probmcl-tau-cpu", ("probmcl", "alpha"): "ablation-probmcl-alpha-cpu",
     ("probmcl", "lambda"): "ablation-probmcl-lambda-cpu", ("probmcl", "overlap"): "ablation-probmcl-overlap-cpu",
     ("csra", "lambda"): "ablation-csra-lambda-cpu", ("csra", "heads"): "ablation-csra-heads-cpu",
-    ("csra", "mode"): "default",
+    ("csra", "mode"): "ablation-csra-mode-cpu", ("csra", "normalisation"): "ablation-csra-norm-cpu",
 }
 
 DASH = "—"
