@@ -41,20 +41,21 @@ def main(args: argparse.Namespace) -> int:
     cluster = {**sweep.cluster, **parse_cluster_overrides(args.cluster)}
     if executor_name == "slurm":
         parse_cluster(cluster, f"{sweep.source}: cluster")  # bad options fail before anything runs
+    if args.dry_run:  # reads the store and the scheduler; writes nothing
+        statuses, _ = job_statuses(jobs, store)
+        print(f"{'job_id':<22} {'label':<28} {'seed':>4}  {'state':<10} hparams")
+        for st in statuses:
+            defaults = methods.get(st.job.method).defaults
+            varied = {k: v for k, v in st.job.hparams.items() if defaults.get(k) != v}
+            print(f"{st.job.job_id:<22} {st.job.display_name:<28} {st.job.seed:>4}  {st.state:<10} {varied}")
+        counts = summarize(statuses)
+        print(f"{len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        return 0
     lock_path = Path(args.results) / sweep.name / ".submit.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # concurrent `bench sweep`s take turns
         statuses, source = job_statuses(jobs, store)
-        if args.dry_run:
-            print(f"{'job_id':<22} {'label':<28} {'seed':>4}  {'state':<10} hparams")
-            for st in statuses:
-                defaults = methods.get(st.job.method).defaults
-                varied = {k: v for k, v in st.job.hparams.items() if defaults.get(k) != v}
-                print(f"{st.job.job_id:<22} {st.job.display_name:<28} {st.job.seed:>4}  {st.state:<10} {varied}")
-            counts = summarize(statuses)
-            print(f"{len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
-            return 0
         todo = [st.job for st in statuses if st.state not in ("done",) and not st.active]
         skipped = len(jobs) - len(todo)
         print(f"sweep {sweep.name}: {len(jobs)} jobs, {skipped} done or queued, {len(todo)} to submit"
