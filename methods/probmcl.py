@@ -52,7 +52,11 @@ DEFAULTS = {
     "mdn_hidden": 2048,
     "nll_target": "projection",
     "stage1_fraction": 80 / 120,  # 80 contrastive + 40 classification epochs
+    # Paper: the encoder is frozen in stage 2 (a linear probe). "fine-tune" also trains the
+    # encoder there -- an explicit deviation, for encoders trained from scratch (CPU scale).
+    "stage2": "linear-probe",
 }
+STAGE2_MODES = ("linear-probe", "fine-tune")
 
 SEARCH_SPACE = {
     "tau": lambda rng: float(rng.choice([0.05, 0.1, 0.2, 0.3, 0.5])),
@@ -88,11 +92,14 @@ class ProbMCLModel(MultiLabelModel):
         return 2 if stage == "contrastive" else 1
 
     def prepare_stage(self, stage: str, ctx: StageContext) -> None:
-        frozen = stage == "classification"
-        for p in (*self.backbone.parameters(), *self.mdn.parameters()):
+        classification = stage == "classification"
+        frozen = classification and self.hp["stage2"] == "linear-probe"
+        for p in self.backbone.parameters():
             p.requires_grad_(not frozen)
+        for p in self.mdn.parameters():
+            p.requires_grad_(not classification)  # the MDN is discarded in stage 2
         for p in self.fc.parameters():
-            p.requires_grad_(frozen)
+            p.requires_grad_(classification)
         self.encoder_frozen = frozen
         self.train(self.training)
 
@@ -104,8 +111,10 @@ class ProbMCLModel(MultiLabelModel):
         return self
 
     def trainable_parameters(self, stage: str):
-        return iter(self.fc.parameters()) if stage == "classification" else \
-            iter([*self.backbone.parameters(), *self.mdn.parameters()])
+        if stage == "classification":
+            encoder = [] if self.hp["stage2"] == "linear-probe" else list(self.backbone.parameters())
+            return iter([*encoder, *self.fc.parameters()])
+        return iter([*self.backbone.parameters(), *self.mdn.parameters()])
 
     # -- forward ------------------------------------------------------------
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -162,6 +171,7 @@ def validate(hp: Hparams) -> None:
     check_range(hp, "lambda_pcl", 0)
     check_choice(hp, "overlap", ("jaccard", "cosine"))
     check_choice(hp, "nll_target", NLL_TARGETS)
+    check_choice(hp, "stage2", STAGE2_MODES)
     check_range(hp, "stage1_fraction", 0, 1, low_open=True)
     for name in ("n_dims", "mdn_hidden"):
         v = hp[name]

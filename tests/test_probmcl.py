@@ -74,6 +74,20 @@ def test_probmcl_two_stages_train_and_stage2_freezes_encoder() -> None:
     assert torch.allclose(model(x), pooled @ w.T + b, atol=1e-5)
 
 
+def test_probmcl_fine_tune_stage2_trains_encoder_not_mdn() -> None:
+    torch.manual_seed(0)
+    spec = methods.get("probmcl")
+    model = spec.build(_ctx(), spec.resolve({"mdn_hidden": 64, "n_dims": 16, "stage2": "fine-tune"}))
+    _train(model, "contrastive", 0, steps=1)
+    encoder = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    mdn = {k: v.clone() for k, v in model.mdn.state_dict().items()}
+    losses = _train(model, "classification", 1)
+    assert losses[-1] < losses[0]
+    assert any(not torch.equal(v, encoder[k]) for k, v in model.backbone.state_dict().items())
+    for k, v in model.mdn.state_dict().items():
+        assert torch.equal(v, mdn[k]), k
+
+
 @pytest.mark.parametrize("target", ["projection_detached", "encoder"])
 def test_probmcl_nll_targets_give_finite_loss(target: str) -> None:
     spec = methods.get("probmcl")
