@@ -29,10 +29,16 @@ def register(spec: MethodSpec) -> MethodSpec:
     return spec
 
 
+_loaded = False
+
+
 def _load() -> None:
-    if not _REGISTRY:
+    """Import every method module once (a direct import of one module registers only it)."""
+    global _loaded
+    if not _loaded:
         for module in _MODULES:
             importlib.import_module(f"methods.{module}")
+        _loaded = True
 
 
 def get(name: str) -> MethodSpec:

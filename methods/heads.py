@@ -14,14 +14,15 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class GapLinearModel(MultiLabelModel):
-    """Backbone -> global average pooling -> linear (d -> C); one stage, one view.
+    """Backbone -> global average (or max) pooling -> linear (d -> C); one stage, one view.
 
     The plain baseline and ASL are this network with different losses, and the
     CSRA training-free trick applies to it unchanged.
     """
 
-    def __init__(self, ctx: BuildContext, loss_fn: LossFn) -> None:
+    def __init__(self, ctx: BuildContext, loss_fn: LossFn, pooling: str = "avg") -> None:
         super().__init__()
+        self.pooling = pooling
         self.backbone = build_backbone(ctx.backbone, ctx.in_chans, ctx.backbone_options)
         self.fc = nn.Linear(self.backbone.num_features, ctx.num_classes)
         self.loss_fn = loss_fn
@@ -30,13 +31,16 @@ class GapLinearModel(MultiLabelModel):
         return self.backbone(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(images).mean(dim=(2, 3)))
+        fmap = self.features(images)
+        pooled = fmap.amax(dim=(2, 3)) if self.pooling == "max" else fmap.mean(dim=(2, 3))
+        return self.fc(pooled)
 
     def loss(self, views: Sequence[torch.Tensor], targets: torch.Tensor, stage: str) -> torch.Tensor:
         return self.loss_fn(self(views[0]), targets)
 
-    def linear_classifier(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.fc.weight, self.fc.bias
+    def linear_classifier(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """The trick (mean + Lambda max of per-location scores) presumes average pooling."""
+        return (self.fc.weight, self.fc.bias) if self.pooling == "avg" else None
 
 
 # ---------------------------------------------------------------------------
