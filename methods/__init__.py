@@ -51,8 +51,10 @@ def get(name: str) -> MethodSpec:
 
 
 def names() -> list[str]:
+    """Registered method names in ``_MODULES`` order (stable, whatever was imported first)."""
     _load()
-    return list(_REGISTRY)
+    rank = {m: i for i, m in enumerate(_MODULES)}
+    return sorted(_REGISTRY, key=lambda n: (rank.get(n, len(rank)), n))
 
 
 __all__ = ["register", "get", "names", "MethodSpec", "HparamError"]
