@@ -137,7 +137,7 @@ def curve_check(method: str, axis: str, rule: str, at: float | None = None) -> C
         curves = data.curves(method, names, axis, "")
         if not curves:
             suite = SWEEP_SUITES.get((method, axis))
-            how = f"run `bench run --suite {suite}`" if suite else "no sweep file varies it yet"
+            how = f"run `bench sweep sweeps/{suite}.yaml`" if suite else "no sweep file varies it yet"
             return f"no {method} {axis} sweep records; {how}", PENDING
         curve = curves[0]
         points = curve.ci()

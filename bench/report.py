@@ -102,7 +102,7 @@ def _figures_section(data: ReportData, figures_dir: Path, link_dir: Path, output
            "(ProbMCL Fig. 2 and CSRA Fig. 5 print no numbers).", ""]
     figures = report_plots.all_figures(data, figures_dir)
     if not figures:
-        return out + ["No sweep records yet. Produce them with `bench run --suite ablation-<name>-cpu` "
+        return out + ["No sweep records yet. Produce them with `bench sweep sweeps/ablation-<name>-cpu.yaml` "
                       "(sweeps/ablation-*-cpu.yaml).", ""]
     for caption, path in figures:
         link = os.path.relpath(link_dir / path.name, output.parent).replace(os.sep, "/")

@@ -236,22 +236,10 @@ def _diff_text(test: stats.PairedTest) -> str:
     return f"{fmt_signed(test.mean_diff)} (p {fmt(test.p, 3)}, {mark})"
 
 
-def csra_table6(data: ReportData, suite: str = MAIN_SUITE) -> str:
-    out = ["### CSRA Table 6: average vs spatial pooling vs both", "", f"Paper: {pv.CSRA_T6.setting}.", ""]
-    labels = {
-        "average only": find_label(data, suite, "csra", lambda l, hp: hp.get("mode") == "average")
-        or data.label_for(suite, "baseline"),
-        "spatial only": find_label(data, suite, "csra", lambda l, hp: hp.get("mode") == "spatial"),
-        "average + spatial": find_label(data, suite, "csra", lambda l, hp: hp.get("mode", "both") == "both"),
-    }
-    if not any(labels.values()):
-        return "\n".join(out + [_missing("the pooling ablation", RUN_MAIN)])
-    out += [_ours_header(data, suite), ""]
-    rows = [[name, fmt(value), labels[name] or "not run",
-             fmt_ci(data.ci(suite, labels[name])) if labels[name] else DASH]
-            for name, (value,) in pv.CSRA_T6.rows]
-    out.append(md_table(["Pooling", "paper mAP", "ours: row", "ours mAP"], rows))
-    return "\n".join(out)
+def csra_table6(data: ReportData) -> str:
+    return _curve_table(data, "csra", "mode", pv.CSRA_T6,
+                        "CSRA Table 6: average vs spatial pooling vs both",
+                        "bench sweep sweeps/ablation-csra-mode-cpu.yaml")
 
 
 def _curve_table(data: ReportData, method: str, axis: str, paper: pv.PaperTable | None,
@@ -279,22 +267,23 @@ def _axes():
 
 def csra_table7(data: ReportData) -> str:
     return _curve_table(data, "csra", "heads", pv.CSRA_T7, "CSRA Table 7: number of attention heads H",
-                        "bench run --suite ablation-csra-heads-cpu")
+                        "bench sweep sweeps/ablation-csra-heads-cpu.yaml")
 
 
 def csra_table8(data: ReportData) -> str:
     return _curve_table(data, "csra", "normalisation", pv.CSRA_T8,
                         "CSRA Table 8: classifier normalisation",
-                        "bench run --suite <a sweep varying csra normalize_weights; none in sweeps/ yet>",
+                        "bench sweep sweeps/ablation-csra-norm-cpu.yaml",
                         lambda v: "with" if v else "without")
 
 
 def probmcl_overlap(data: ReportData) -> str:
     return _curve_table(data, "probmcl", "overlap", pv.PROBMCL_OVERLAP,
                         "ProbMCL Sec. 3.2: overlap function (Jaccard vs cosine)",
-                        "bench run --suite ablation-probmcl-overlap-cpu")
+                        "bench sweep sweeps/ablation-probmcl-overlap-cpu.yaml")
 
 
 def all_tables(data: ReportData) -> list[str]:
+    nodes = "ablation-imlgcn-nodes-cpu"  # Table 3's sweep; the main suite's rows otherwise
     return [probmcl_table1(data), probmcl_table3(data), probmcl_overlap(data), imlgcn_table1(data),
-            imlgcn_table3(data), csra_table1(data), csra_table6(data), csra_table7(data), csra_table8(data)]
+            imlgcn_table3(data, nodes if data.suites.get(nodes) else MAIN_SUITE), csra_table1(data), csra_table6(data), csra_table7(data), csra_table8(data)]
