@@ -51,7 +51,8 @@ def main(args: argparse.Namespace) -> int:
     if name == "slurm":
         print(f"submitted; follow with `bench status --suite {args.suite}`")
         return 0
-    if not args.no_report and args.results == "results":
+    rank0 = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) == "0"  # torchrun: once
+    if not args.no_report and args.results == "results" and rank0:
         from bench.cli import main as cli_main
 
         cli_main(["report", "--results", args.results])
