@@ -17,3 +17,10 @@ run: $(VENV)/.installed
 # pytest exits 5 when it collects no test: that is not a failure here.
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest; code=$$?; [ $$code -eq 0 ] || [ $$code -eq 5 ]
+
+# The CPU-scale ablation sweeps behind REPORT.md's plots (about 40 minutes on 2 cores).
+CPU_SWEEPS = csra-heads csra-lambda csra-mode csra-norm imlgcn-nodes probmcl-tau probmcl-alpha probmcl-lambda probmcl-overlap
+.PHONY: ablations
+ablations: $(VENV)/.installed
+	for s in $(CPU_SWEEPS); do $(VENV)/bin/bench sweep sweeps/ablation-$$s-cpu.yaml --executor local || exit 1; done
+	$(VENV)/bin/bench report
