@@ -22,7 +22,7 @@ DPI = 90
 
 def _save(fig: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI, metadata=PNG_METADATA)
+    fig.savefig(path, format="png", dpi=DPI, metadata=PNG_METADATA, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -48,7 +48,7 @@ def sweep_figure(curve: Curve, path: Path) -> None:
     ax.set_ylabel("test mAP (%), ours")
     _overlay_paper(ax, curve, numeric)
     ax.set_title(f"{curve.method}: mAP vs {curve.axis} ({curve.reference})", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.28))  # below: never hides a point
     fig.tight_layout()
     _save(fig, path)
 
@@ -61,7 +61,7 @@ def _overlay_paper(ax: Any, curve: Curve, numeric: bool) -> None:
             heads = [float(c.split("=")[1]) for c in pv.CSRA_T7.columns]
             twin.plot(heads, values, linestyle="--", marker="s", color=color, label=f"paper Table 7, {row}")
         twin.set_ylabel("paper mAP (%), MS-COCO")
-        twin.legend(fontsize=7, loc="upper left")
+        twin.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.44))
     elif curve.method == "csra" and curve.axis == "lambda" and numeric:
         for lam, who in ((0.1, "ResNet-cut"), (1.0, "VIT-L16")):
             ax.axvline(lam, linestyle=":", color="gray")
@@ -98,8 +98,8 @@ def trick_figure(data: ReportData, suite: str, path: Path) -> bool:
     gains = [values[2] - values[0] for _, values in pv.CSRA_T1.rows]
     twin.scatter(lams, gains, marker="x", color="gray", label="paper Table 1 (tuned Lambda, gain)")
     twin.set_ylabel("paper gain (points)")
-    ax.legend(fontsize=7, loc="lower left")
-    twin.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.28))
+    twin.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.44))
     ax.set_title(f"Training-free trick vs Lambda ({suite})", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
