@@ -99,7 +99,7 @@ def trick_figure(data: ReportData, suite: str, path: Path) -> bool:
     twin.scatter(lams, gains, marker="x", color="gray", label="paper Table 1 (tuned Lambda, gain)")
     twin.set_ylabel("paper gain (points)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.28))
-    twin.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.44))
+    twin.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.45, -0.28))
     ax.set_title(f"Training-free trick vs Lambda ({suite})", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
