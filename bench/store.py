@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from bench.jobs import JobSpec, canonical_json
+from bench.jobs import JobSpec
 
 DEFAULT_ROOT = Path("results")
 
@@ -131,6 +131,3 @@ class Store:
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and any(p.glob("*/DONE")))
 
-
-def job_key(job: JobSpec) -> str:
-    return canonical_json(job.to_dict())

@@ -175,8 +175,7 @@ def recipe_budget(suite: SuiteSpec, method: str) -> tuple[dict[str, Any], dict[s
         if key == "optimizer":
             optimizer["name"] = value
         elif key == "true_weight_decay":
-            if value and optimizer["name"] == "adam":
-                optimizer["name"] = "adamw"  # decoupled ("true") weight decay
+            continue  # applied below, once the optimiser name is known
         elif key == "stage_epochs":
             budget["stage_split"] = list(value.values())
         elif key in optimizer:
@@ -186,7 +185,7 @@ def recipe_budget(suite: SuiteSpec, method: str) -> tuple[dict[str, Any], dict[s
         else:
             not_applied.append(key)
     if optimizer["name"] == "adam" and methods.get(method).recipe.get("true_weight_decay"):
-        optimizer["name"] = "adamw"
+        optimizer["name"] = "adamw"  # decoupled ("true") weight decay
     budget["recipe_not_applied"] = sorted(not_applied)
     return budget, optimizer
 
