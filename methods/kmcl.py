@@ -29,6 +29,14 @@ evaluates Gaussians in linear space, clamps at 1.17549e-38 and SKIPS steps whose
 is not finite; we never skip), samples without positive labels add 0 to the
 reconstruction term (the reference adds a clamped constant), and the down-projection
 is applied in the isotropic case too (the reference only uses it when anisotropic).
+Bhattacharyya scale (``bc_scale``): in the ANISOTROPIC case the reference sums the
+per-dimension Bhattacharyya terms and then multiplies the distance by n (= n_dims;
+src/loss_functions/losses.py, the two BD lines of the anisotropic branch), so at n = 128
+the coefficient vanishes (median about 3e-41 instead of 0.48) and the kernel-contrastive
+gradient is about 1e-28. ``"paper"`` (default) uses the Bhattacharyya distance as defined
+(sum over dimensions, no factor); ``"official-times-n"`` reproduces the reference's x n.
+In the isotropic case the reference's distance already equals ours (n x the
+per-dimension term), so both values give the same loss there.
 """
 from __future__ import annotations
 
@@ -54,7 +62,9 @@ DEFAULTS = {
     "covariance": "anisotropic",
     "jaccard": "inside_log",
     "recon_normalised": False,
+    "bc_scale": "paper",
 }
+BC_SCALES = ("paper", "official-times-n")
 
 SEARCH_SPACE = {
     "tau": lambda rng: float(rng.choice([0.05, 0.1, 0.17, 0.3, 0.5])),
@@ -88,7 +98,9 @@ class KMCLModel(MultiLabelModel):
                               "sum", True)
         recon = kmcl_reconstruction_loss(mix.z, logits, mix.mu, mix.var, targets,
                                          self.hp["recon_normalised"], reduction="mean")
-        log_bc = bhattacharyya_log_coefficient(mix.mu, mix.var, self.hp["n_dims"])
+        official_n = self.hp["bc_scale"] == "official-times-n" and mix.mu.dim() == 3  # anisotropic only
+        log_bc = bhattacharyya_log_coefficient(mix.mu, mix.var, self.hp["n_dims"],
+                                               scale=float(self.hp["n_dims"]) if official_n else 1.0)
         kcl = kmcl_kernel_contrastive_loss(log_bc, targets, self.hp["tau"], self.hp["jaccard"], reduction="mean")
         return asl + self.hp["lambda_recon"] * recon + self.hp["lambda_kcl"] * kcl
 
@@ -104,6 +116,7 @@ def validate(hp: Hparams) -> None:
     check_choice(hp, "covariance", ("anisotropic", "isotropic"))
     check_choice(hp, "jaccard", ("inside_log", "weight"))
     check_choice(hp, "recon_normalised", (True, False))
+    check_choice(hp, "bc_scale", BC_SCALES)
     v = hp["n_dims"]
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise HparamError(f"hyperparameter n_dims={v!r} must be a positive integer")

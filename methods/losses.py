@@ -11,10 +11,15 @@ import torch
 import torch.nn.functional as F
 
 
-def _mask(targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _loss_dtype(logits: torch.Tensor) -> torch.dtype:
+    """At least float32: fp16 / bf16 logits are upcast, float64 stays float64."""
+    return torch.promote_types(logits.dtype, torch.float32) if logits.is_floating_point() else torch.float32
+
+
+def _mask(targets: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """(y, keep): y in {0, 1} with ignored entries set to 0, keep = 1 where not ignored."""
-    keep = (targets >= 0).to(torch.float32)
-    return targets.clamp(min=0).to(torch.float32), keep
+    keep = (targets >= 0).to(dtype)
+    return targets.clamp(min=0).to(dtype), keep
 
 
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -28,9 +33,12 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 def bce_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Binary cross-entropy on logits (B, C) with ignore mask; ``mean`` over all entries."""
-    y, keep = _mask(targets)
-    loss = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="none") * keep
+    """Binary cross-entropy on logits (B, C) with ignore mask; ``mean`` over all entries.
+
+    Computed in at least float32 (fp16 / bf16 logits are upcast; float64 stays float64)."""
+    dtype = _loss_dtype(logits)
+    y, keep = _mask(targets, dtype)
+    loss = F.binary_cross_entropy_with_logits(logits.to(dtype), y, reduction="none") * keep
     return _reduce(loss, reduction)
 
 
@@ -52,9 +60,11 @@ def asymmetric_loss(
     reduction is a sum. ``detach_focusing`` computes w without gradient (the
     reference's ``disable_torch_grad_focal_loss``) under a scoped no_grad, so the
     caller's grad mode is never changed (the reference re-enables grad globally).
+    Computed in at least float32 (fp16 / bf16 logits are upcast; float64 stays float64).
     """
-    y, keep = _mask(targets)
-    p = torch.sigmoid(logits.float())
+    dtype = _loss_dtype(logits)
+    y, keep = _mask(targets, dtype)
+    p = torch.sigmoid(logits.to(dtype))
     p_neg = (1 - p + clip).clamp(max=1) if clip and clip > 0 else 1 - p
     log_lik = y * torch.log(p.clamp(min=eps)) + (1 - y) * torch.log(p_neg.clamp(min=eps))
     if gamma_neg > 0 or gamma_pos > 0:
@@ -256,17 +266,21 @@ def mixture_nll(z: torch.Tensor, log_pi: torch.Tensor, mu: torch.Tensor, var: to
     return _reduce(-torch.logsumexp(log_pi + gaussian_log_density(z, mu, var), dim=1), reduction)
 
 
-def bhattacharyya_log_coefficient(mu: torch.Tensor, var: torch.Tensor, dim: int) -> torch.Tensor:
+def bhattacharyya_log_coefficient(mu: torch.Tensor, var: torch.Tensor, dim: int,
+                                  scale: float = 1.0) -> torch.Tensor:
     """log BC = -Bhattacharyya distance between component k of sample i and component k of j.
 
     mu, var (M, K) isotropic scalars in R^dim, or (M, K, n) diagonal (``dim`` unused) -> (M, M, K).
     BD = 1/8 d^T S^-1 d + 1/2 log(det S / sqrt(det S_i det S_j)), S = (S_i + S_j) / 2; per
     dimension 1/4 (mu_i - mu_j)^2 / (v_i + v_j) + 1/2 log((v_i + v_j) / (2 sqrt(v_i v_j))).
+    ``scale`` multiplies the distance (1 = the definition; KMCL's official anisotropic code
+    uses n, see ``methods.kmcl``).
     """
     m_i, m_j, v_i, v_j = mu[:, None], mu[None, :], var[:, None], var[None, :]
     s = v_i + v_j
     per_dim = 0.25 * (m_i - m_j).square() / s + 0.5 * (torch.log(s / 2) - 0.5 * (torch.log(v_i) + torch.log(v_j)))
-    return -(per_dim.sum(3) if mu.dim() == 3 else dim * per_dim)
+    distance = per_dim.sum(3) if mu.dim() == 3 else dim * per_dim
+    return -(distance if scale == 1.0 else scale * distance)
 
 
 def kmcl_kernel_contrastive_loss(log_bc: torch.Tensor, targets: torch.Tensor, tau: float = 0.17,

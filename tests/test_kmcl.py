@@ -71,3 +71,56 @@ def test_kmcl_weighted_jaccard_and_normalised_recon_are_finite() -> None:
 def test_kmcl_bad_hparams(bad: dict) -> None:
     with pytest.raises(HparamError):
         methods.get("kmcl").resolve(bad)
+
+
+def test_kmcl_bc_scale_validated() -> None:
+    spec = methods.get("kmcl")
+    assert spec.resolve({})["bc_scale"] == "paper"
+    assert spec.resolve({"bc_scale": "official-times-n"})["bc_scale"] == "official-times-n"
+    with pytest.raises(HparamError, match="bc_scale"):
+        spec.resolve({"bc_scale": "times-n"})
+
+
+def test_bhattacharyya_official_times_n_by_hand() -> None:
+    """Two diagonal Gaussians in n = 2 dims, per-dimension terms written out by hand."""
+    mu = torch.tensor([[[0.0, 1.0]], [[2.0, 1.0]]], dtype=torch.float64)   # (M=2, K=1, n=2)
+    var = torch.tensor([[[1.0, 2.0]], [[3.0, 2.0]]], dtype=torch.float64)
+    # dim 1: 1/4 (0-2)^2/(1+3) + 1/2 log(4 / (2 sqrt 3)); dim 2: 0 + 1/2 log(4 / (2 sqrt 4)) = 0
+    bd = 0.25 * 4 / 4 + 0.5 * np.log(4 / (2 * np.sqrt(3.0)))
+    from methods.losses import bhattacharyya_log_coefficient
+    paper = bhattacharyya_log_coefficient(mu, var, 2)
+    official = bhattacharyya_log_coefficient(mu, var, 2, scale=2.0)
+    assert paper.dtype == torch.float64
+    assert np.isclose(float(paper[0, 1, 0]), -bd, rtol=1e-14, atol=0)
+    assert np.isclose(float(official[0, 1, 0]), -2 * bd, rtol=1e-14, atol=0)
+    assert float(official[0, 0, 0]) == 0.0
+
+
+def test_kmcl_official_times_n_scales_the_anisotropic_kernel_term() -> None:
+    import methods.losses as L
+    spec = methods.get("kmcl")
+    x, y = _batch()
+    values = {}
+    for scale in ("paper", "official-times-n"):
+        torch.manual_seed(0)
+        model = spec.build(_ctx(), spec.resolve({"n_dims": 16, "bc_scale": scale}))
+        model.eval()
+        logits, mix = model.head(model.features(x).mean(dim=(2, 3)))
+        # by hand: distance = n * sum over dims of the per-dimension terms (official) or the plain sum
+        m_i, m_j, v_i, v_j = mix.mu[:, None], mix.mu[None, :], mix.var[:, None], mix.var[None, :]
+        per_dim = 0.25 * (m_i - m_j) ** 2 / (v_i + v_j) + 0.5 * torch.log((v_i + v_j) / (2 * torch.sqrt(v_i * v_j)))
+        factor = 16.0 if scale == "official-times-n" else 1.0
+        kcl = L.kmcl_kernel_contrastive_loss(-factor * per_dim.sum(3), y, 0.17, "inside_log", reduction="mean")
+        asl = L.asymmetric_loss(logits, y, 4.0, 0.0, 0.05, 1e-7, "sum", True)
+        recon = L.kmcl_reconstruction_loss(mix.z, logits, mix.mu, mix.var, y, False, reduction="mean")
+        got = model.loss([x], y, "train")
+        assert torch.allclose(got, asl + recon + kcl, rtol=1e-5)
+        values[scale] = float(got)
+    assert values["paper"] != values["official-times-n"]
+    # isotropic: the reference's distance already equals ours, the option changes nothing
+    iso = []
+    for scale in ("paper", "official-times-n"):
+        torch.manual_seed(0)
+        model = spec.build(_ctx(), spec.resolve({"n_dims": 16, "covariance": "isotropic", "bc_scale": scale}))
+        iso.append(float(model.loss([x], y, "train")))
+    assert iso[0] == iso[1]

@@ -211,3 +211,26 @@ def test_chunked_inner_product_gradients() -> None:
     def fn(lp, m, v):
         return gmm_log_inner_product(lp, m, v, lp[:2], m[:2], v[:2], 3, log_weights=True, chunk_elements=4)
     assert torch.autograd.gradcheck(fn, inputs)
+
+
+def test_asl_and_bce_keep_float64_and_upcast_half() -> None:
+    from methods.losses import asymmetric_loss, bce_loss
+    x = torch.tensor([[2.0, -1.0 + 1e-12, 0.3]], dtype=torch.float64)
+    y = torch.tensor([[1.0, 0.0, -1.0]], dtype=torch.float64)
+    # by hand, float64: positive log sigmoid(2); negative: p_m = min(1 - p + 0.05, 1), weight p_m... (1-p_m)^4
+    p0, p1 = 1 / (1 + math.exp(-2.0)), 1 / (1 + math.exp(1.0 - 1e-12))
+    pm = min(1 - p1 + 0.05, 1.0)
+    asl_hand = -(math.log(p0) + math.log(pm) * (1 - pm) ** 4)
+    bce_hand = (-math.log(p0) - math.log(1 - p1)) / 3  # mean over all 3 entries, ignored one adds 0
+    asl = asymmetric_loss(x, y, 4.0, 0.0, 0.05, 1e-8, "sum")
+    bce = bce_loss(x, y)
+    assert asl.dtype == torch.float64 and bce.dtype == torch.float64
+    assert math.isclose(float(asl), asl_hand, rel_tol=1e-14)
+    assert math.isclose(float(bce), bce_hand, rel_tol=1e-14)
+    # the 1e-12 is below float32 resolution: a float32 computation could not see it
+    shifted = asymmetric_loss(x - torch.tensor([[0.0, 1e-12, 0.0]], dtype=torch.float64), y, 4.0, 0.0, 0.05)
+    assert float(shifted) != float(asl)
+    for half in (torch.float16, torch.bfloat16):
+        assert asymmetric_loss(x.to(half), y.to(half)).dtype == torch.float32
+        assert bce_loss(x.to(half), y).dtype == torch.float32
+    assert asymmetric_loss(x.float(), y.float()).dtype == torch.float32
