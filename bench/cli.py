@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     r.add_argument("--no-report", action="store_true", help="do not regenerate REPORT.md afterwards")
+    r.add_argument("--rerun-stale", action="store_true", help="rerun stale records (done by other code); "
+                   "each old record is kept in <job>/stale-<fingerprint>/ until the new one is done")
     r.set_defaults(func=_cmd("bench.run_suite:main"))
 
     sw = sub.add_parser("sweep", help="submit a sweep's jobs not done/queued (one Slurm array)")
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a cluster option, e.g. --cluster partition=gpu (repeatable)")
     sw.add_argument("--device", default=None, help="device inside each job (default: cuda if available)")
     sw.add_argument("--threads", type=int, default=None, help="torch threads per job (default: cpus_per_task)")
+    sw.add_argument("--rerun-stale", action="store_true", help="resubmit stale records (done by other code)")
     sw.set_defaults(func=_cmd("bench.sweep_cmd:main"))
 
     st = sub.add_parser("status", help="pending/running/done/failed/preempted counts of a suite or sweep")

@@ -1,4 +1,11 @@
-"""`bench run --suite NAME`: expand the suite into jobs, skip done ones, execute, report."""
+"""`bench run --suite NAME`: expand the suite into jobs, skip done ones, execute, report.
+
+Job states are the store's (``bench.store.STATES``) plus the scheduler's pending/preempted
+(``bench.status``). Stale records (done by other code, ``bench.provenance``) count as done
+and are not rerun, with a line saying how many and how to rerun them; ``--rerun-stale``
+sets each aside into ``<job>/stale-<fingerprint>/`` and reruns it: the new record replaces
+it when DONE, and with the local executor a failed rerun puts the old record back.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,12 +14,13 @@ import os
 from bench.errors import BenchError
 from bench.executors import get_executor
 from bench.jobs import JobSpec
+from bench.status import job_statuses, print_stale, summarize
 from bench.store import Store
 from bench.suites import SuiteSpec, expand_jobs, load_suite
 
 
 def select_jobs(args: argparse.Namespace) -> tuple[list[JobSpec], SuiteSpec]:
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite, getattr(args, "sets", None) or ())
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
     data_root = args.data_root or os.environ.get("BENCH_DATA_ROOT")
     jobs = expand_jobs(suite, seeds, data_root)
@@ -29,18 +37,48 @@ def select_jobs(args: argparse.Namespace) -> tuple[list[JobSpec], SuiteSpec]:
 def main(args: argparse.Namespace) -> int:
     jobs, suite = select_jobs(args)
     store = Store(args.results)
-    states = {j.job_id: store.job_dir(j).state for j in jobs}
-    if args.dry_run:
+    statuses, _ = job_statuses(jobs, store)
+    rerun_stale = bool(getattr(args, "rerun_stale", False))
+    command = _rerun_command(args)
+    if args.dry_run:  # reads the store (and the scheduler if jobs were submitted); writes nothing
         print(f"{'job_id':<22} {'label':<18} {'seed':>4}  state")
-        for j in jobs:
-            print(f"{j.job_id:<22} {j.display_name:<18} {j.seed:>4}  {states[j.job_id]}")
-        counts = {s: list(states.values()).count(s) for s in sorted(set(states.values()))}
-        print(f"{len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        for st in statuses:
+            print(f"{st.job.job_id:<22} {st.job.display_name:<18} {st.job.seed:>4}  {st.state}")
+        counts = summarize(statuses)
+        print(f"{len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        if rerun_stale:
+            n = counts.get("stale", 0)
+            print(f"--rerun-stale: {n} stale record(s) would be set aside and rerun" if n else
+                  "--rerun-stale: no stale record")
+        else:
+            print_stale(statuses, command)
         return 0
-    todo = [j for j in jobs if states[j.job_id] != "done"]
-    print(f"suite {jobs[0].suite}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run")
+    from bench.distributed import layout_from_env
+
+    layout = layout_from_env()  # DDP: every rank must get the same job list, in suite order
+    rank0 = layout is None or layout.rank == 0
+
+    def left_alone(st) -> bool:  # queued/running on the scheduler, or (one process) locked here
+        return st.active and (bool(st.slurm_job_id) or layout is None)
+
+    stale = [st.job for st in statuses if st.state == "stale"]
+    busy = [st.job for st in statuses if left_alone(st)]
+    todo = [st.job for st in statuses if not left_alone(st)
+            and (st.state not in ("done", "stale") or (rerun_stale and st.state == "stale"))]
+    done = sum(st.state == "done" for st in statuses)
+    print(f"suite {jobs[0].suite}: {len(jobs)} jobs, {done} already done"
+          + (f", {len(stale)} stale" if stale else "")
+          + (f", {len(busy)} running or queued elsewhere (left alone)" if busy else "")
+          + f", {len(todo)} to run")
+    if stale and not rerun_stale:
+        print_stale(statuses, command)
+    elif stale:
+        print(f"--rerun-stale: rerunning {len(stale)} stale record(s); each old record is kept in "
+              f"<job>/stale-<fingerprint>/ until its new one is done")
     if todo:
         _preflight(todo[0])
+    for job in stale if rerun_stale and rank0 else []:
+        store.job_dir(job).set_aside()
     name = args.executor or suite.executor.get("name", "local")
     options = {"device": args.device, "threads": args.threads}
     if name == "slurm":
@@ -48,10 +86,13 @@ def main(args: argparse.Namespace) -> int:
 
         options = {**suite.cluster, **parse_cluster_overrides(args.cluster), **options}
     summary = get_executor(name, options).submit(todo, store) if todo else {"failed": []}
+    if rerun_stale and name != "slurm" and rank0:
+        restored = [j for j in stale if store.job_dir(j).restore_aside()]
+        if restored:
+            print(f"{len(restored)} stale rerun(s) did not finish: their old (stale) records are back in place")
     if name == "slurm":
         print(f"submitted; follow with `bench status --suite {args.suite}`")
         return 0
-    rank0 = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")) == "0"  # torchrun: once
     if not args.no_report and args.results == "results" and rank0:
         from bench.cli import main as cli_main
 
@@ -60,6 +101,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"{len(summary['failed'])} job(s) failed; re-run the same command to retry them")
         return 1
     return 0
+
+
+def _rerun_command(args: argparse.Namespace) -> str:
+    extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (("results", args.results),)
+                    if v != "results")
+    return f"bench run --suite {args.suite}{extra} --rerun-stale"
 
 
 def _preflight(job: JobSpec) -> None:

@@ -7,14 +7,31 @@ Files of a job folder, each written atomically (temp file + rename):
   predictions.npz  test scores at the selected epoch (for bootstrap tests in the report)
   error.txt        the last failure's traceback (removed when the job succeeds)
   DONE             written LAST; a folder without it is not a result
+  stale-<fp>/      a stale record set aside by ``bench run --rerun-stale`` (DONE, record.json,
+                   predictions.npz of code <fp>); removed once the new record is DONE
 A job runs only while holding an exclusive lock on its folder's ``lock`` file,
 so two launchers never run the same job at once.
+
+Job states (:data:`STATES`, the same names in ``bench run --dry-run``, ``bench sweep
+--dry-run`` and ``bench status``):
+  new         nothing of the job exists yet (or only an empty folder / a lock file)
+  running     a live process holds the job's lock
+  incomplete  started and interrupted: job.json or a checkpoint, no DONE; resumes from the
+              last epoch checkpoint. A DONE marker beside a missing or unreadable
+              record.json (killed while writing) is incomplete too, never done
+  failed      the last attempt raised (error.txt); re-running retries it
+  done        DONE, a readable record.json, made by the current code (same code fingerprint)
+  stale       DONE and a readable record.json made by other code: its
+              provenance.code_fingerprint differs from the current one, or is missing or
+              unreadable (bench.provenance). Counts as done (not rerun) unless
+              ``bench run --rerun-stale``
 """
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,8 +40,55 @@ from typing import Any, Iterator
 import numpy as np
 
 from bench.jobs import JobSpec
+from bench.provenance import current_code_files, current_code_fingerprint
 
 DEFAULT_ROOT = Path("results")
+STATES = ("new", "running", "incomplete", "failed", "done", "stale")
+STALE_PREFIX = "stale-"
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``, or None when it is missing, unreadable or not a JSON object."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def record_fingerprint(record: Any) -> str | None:
+    prov = record.get("provenance") if isinstance(record, dict) else None
+    fp = prov.get("code_fingerprint") if isinstance(prov, dict) else None
+    return fp if isinstance(fp, str) and fp else None
+
+
+def staleness(record: Any, current: str | None = None) -> str:
+    """'' when ``record`` was made by the current code; otherwise why it is stale."""
+    current = current or current_code_fingerprint()
+    fp = record_fingerprint(record)
+    if fp is None:
+        return ("no readable provenance.code_fingerprint (recorded before code fingerprints existed, "
+                "or damaged): counted as stale")
+    if fp == current:
+        return ""
+    return f"made by code {fp}, current code is {current}" + _changed_files(record)
+
+
+def last_error_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "failed (empty error.txt)"
+
+
+def _changed_files(record: dict[str, Any]) -> str:
+    old = (record.get("provenance") or {}).get("code_files")
+    if not isinstance(old, dict):
+        return ""
+    new = current_code_files()
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if not changed:
+        return ""
+    shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+    return f" (changed: {shown})"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -62,20 +126,85 @@ class JobDir:
     error_file = property(lambda self: self.path / "error.txt")
     done_file = property(lambda self: self.path / "DONE")
 
+    def record(self) -> dict[str, Any] | None:
+        """The finished record: None without DONE or when record.json is unreadable."""
+        if not self.done_file.exists():
+            return None
+        return read_record(self.record_file)
+
     @property
     def is_done(self) -> bool:
-        return self.done_file.exists()
+        """DONE and a readable record.json (stale or not): the runner need not run it again."""
+        return self.record() is not None
+
+    def is_running(self) -> bool:
+        """A live process holds this job's lock (probed without creating anything)."""
+        lock = self.path / "lock"
+        try:
+            f = open(lock, "r")
+        except OSError:
+            return False
+        with f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            return False
+
+    def describe(self) -> tuple[str, str]:
+        """(state, reason): one of :data:`STATES` and, for stale/incomplete/failed, why."""
+        record = self.record()
+        if record is not None:
+            why = staleness(record)
+            return ("stale", why) if why else ("done", "")
+        if self.is_running():
+            return "running", ""
+        if self.error_file.exists():
+            return "failed", last_error_line(self.error_file.read_text(errors="replace"))
+        if self.done_file.exists():
+            return "incomplete", "DONE marker but record.json is missing or unreadable (killed while writing?)"
+        if self.job_file.exists() or self.checkpoint_file.exists() or self.record_file.exists():
+            return "incomplete", "started, not finished: resumes from its last epoch checkpoint"
+        return "new", ""
 
     @property
     def state(self) -> str:
-        """'done', 'failed', 'incomplete' (started, has a checkpoint or job.json) or 'new'."""
-        if self.is_done:
-            return "done"
-        if self.error_file.exists():
-            return "failed"
-        if self.job_file.exists():
-            return "incomplete"
-        return "new"
+        """One of :data:`STATES` (see the module docstring)."""
+        return self.describe()[0]
+
+    def stale_dirs(self) -> list[Path]:
+        return sorted(p for p in self.path.glob(STALE_PREFIX + "*") if p.is_dir()) if self.path.is_dir() else []
+
+    def set_aside(self) -> Path:
+        """Move a stale record (DONE first, then record.json, predictions.npz) into
+        ``stale-<fingerprint>/`` so the job runs again; :meth:`finish` deletes it once the new
+        record is DONE, :meth:`restore_aside` puts it back if the rerun fails."""
+        fp = record_fingerprint(self.record()) or "unknown"
+        aside = self.path / f"{STALE_PREFIX}{fp}"
+        n = 1
+        while aside.exists():
+            n += 1
+            aside = self.path / f"{STALE_PREFIX}{fp}-{n}"
+        aside.mkdir(parents=True)
+        for f in (self.done_file, self.record_file, self.predictions_file):  # DONE first: never half-done
+            if f.exists():
+                os.replace(f, aside / f.name)
+        return aside
+
+    def restore_aside(self) -> bool:
+        """Put the newest set-aside record back when no new record is DONE; True if restored."""
+        dirs = self.stale_dirs()
+        if self.is_done or not dirs:
+            return False
+        aside = max(dirs, key=lambda p: p.stat().st_mtime)
+        for name in ("predictions.npz", "record.json", "DONE"):  # DONE last
+            if (aside / name).exists():
+                os.replace(aside / name, self.path / name)
+        shutil.rmtree(aside, ignore_errors=True)
+        return True
 
     def write_job(self, job: JobSpec) -> None:
         if not self.job_file.exists():
@@ -95,6 +224,8 @@ class JobDir:
         self.error_file.unlink(missing_ok=True)
         atomic_write_bytes(self.done_file, b"")
         self.checkpoint_file.unlink(missing_ok=True)
+        for aside in self.stale_dirs():  # the stale record it replaces
+            shutil.rmtree(aside, ignore_errors=True)
 
     @contextmanager
     def lock(self) -> Iterator[bool]:
@@ -120,10 +251,13 @@ class Store:
         return JobDir(self.root, suite or job.suite, job.job_id)
 
     def records(self, suite: str) -> list[dict[str, Any]]:
-        """Every finished record of ``suite``, sorted by (label, seed, job_id)."""
+        """Every finished record of ``suite`` (stale ones included; a DONE beside an unreadable
+        record.json is skipped: never a result), sorted by (label, seed, job_id)."""
         out = []
         for done in sorted((self.root / suite).glob("*/DONE")):
-            out.append(json.loads((done.parent / "record.json").read_text()))
+            record = read_record(done.parent / "record.json")
+            if record is not None and isinstance(record.get("job"), dict):
+                out.append(record)
         return sorted(out, key=lambda r: (r["job"]["label"], r["job"]["seed"], r["job_id"]))
 
     def suites(self) -> list[str]:

@@ -6,6 +6,10 @@ Re-running it resubmits only what is missing or failed: a job whose Slurm job is
 still pending or running is left alone. Two concurrent invocations on one sweep
 serialise on ``<results>/<sweep>/.submit.lock``; the runner's per-job lock and
 DONE marker keep any job from running twice to completion anyway.
+
+States are ``bench.status``'s (new, pending, preempted, running, incomplete, failed, done,
+stale). A stale record (done by other code) is not resubmitted unless ``--rerun-stale``: then
+it is set aside into ``<job>/stale-<fingerprint>/`` until the new record is DONE.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import methods
 from bench.errors import BenchError
 from bench.executors import get_executor
 from bench.slurm import parse_cluster, parse_cluster_overrides
-from bench.status import job_statuses, summarize
+from bench.status import job_statuses, print_stale, summarize
 from bench.store import Store
 from bench.sweeps import expand_sweep, load_sweep
 
@@ -33,8 +37,13 @@ def _seeds(text: str | None) -> tuple[int, ...] | None:
         raise BenchError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
 
 
+def _rerun_command(args: argparse.Namespace) -> str:
+    extra = f" --results {args.results}" if args.results != "results" else ""
+    return f"bench sweep {args.spec}{extra} --rerun-stale"
+
+
 def main(args: argparse.Namespace) -> int:
-    sweep = load_sweep(args.spec)
+    sweep = load_sweep(args.spec, getattr(args, "sets", None) or ())
     jobs = expand_sweep(sweep, _seeds(args.seeds), args.data_root or os.environ.get("BENCH_DATA_ROOT"))
     store = Store(args.results)
     executor_name = args.executor or sweep.executor.get("name", "local")
@@ -50,21 +59,33 @@ def main(args: argparse.Namespace) -> int:
             print(f"{st.job.job_id:<22} {st.job.display_name:<28} {st.job.seed:>4}  {st.state:<10} {varied}")
         counts = summarize(statuses)
         print(f"{len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        if not getattr(args, "rerun_stale", False):
+            print_stale(statuses, _rerun_command(args))
         return 0
     lock_path = Path(args.results) / sweep.name / ".submit.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # concurrent `bench sweep`s take turns
         statuses, source = job_statuses(jobs, store)
-        todo = [st.job for st in statuses if st.state not in ("done",) and not st.active]
+        rerun = bool(getattr(args, "rerun_stale", False))
+        stale = [st.job for st in statuses if st.state == "stale"]
+        todo = [st.job for st in statuses if st.state not in ("done", "stale") and not st.active]
+        todo += stale if rerun else []
         skipped = len(jobs) - len(todo)
-        print(f"sweep {sweep.name}: {len(jobs)} jobs, {skipped} done or queued, {len(todo)} to submit"
-              + ("" if source == "squeue+sacct" else f" (scheduler: {source})"))
+        print(f"sweep {sweep.name}: {len(jobs)} jobs, {skipped} done, stale or queued, {len(todo)} to submit"
+              + ("" if source in ("squeue+sacct", "store") else f" (scheduler: {source})"))
+        if stale and not rerun:
+            print_stale(statuses, _rerun_command(args))
         if not todo:
             return 0
+        for job in stale if rerun else []:
+            store.job_dir(job).set_aside()
         options = {**cluster, "device": args.device, "threads": args.threads} if executor_name == "slurm" \
             else {"device": args.device, "threads": args.threads}
         summary = get_executor(executor_name, options).submit(todo, store)
+        if rerun and executor_name != "slurm":
+            for job in stale:
+                store.job_dir(job).restore_aside()  # a failed rerun keeps the old record
     if executor_name == "slurm":
         print(f"submitted {summary['submitted']} job(s) as array(s) {', '.join(summary['arrays'])}; "
               f"logs in {summary['logs']}; follow with: bench status --sweep {args.spec}"
