@@ -1,4 +1,7 @@
 # Two commands on a fresh machine: `make run` (main job) and `make test` (tests).
+# `make run` REPRODUCES: it trains the default suite into $(RERUN_RESULTS)/ (never into the
+# committed results/), reruns whatever is stale there, then compares every new record with the
+# committed one row by row. REPORT.md stays generated from results/ (`make report`).
 VENV ?= .venv
 PYTHON ?= python3
 export HF_HUB_OFFLINE = 1
@@ -8,11 +11,18 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q --disable-pip-version-check -e ".[test,embeddings]"
 	touch $@
 
-.PHONY: setup run test
+RERUN_RESULTS ?= results-rerun
+
+.PHONY: setup run test report
 setup: $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(VENV)/bin/bench run --suite default
+	$(VENV)/bin/bench run --suite default --results $(RERUN_RESULTS) --rerun-stale --no-report
+	$(VENV)/bin/bench compare --suite default --new $(RERUN_RESULTS) --committed results
+
+# REPORT.md and results/figures/ from the committed records under results/.
+report: $(VENV)/.installed
+	$(VENV)/bin/bench report
 
 # pytest exits 5 when it collects no test: that is not a failure here.
 test: $(VENV)/.installed
