@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--format", choices=("md", "csv", "json"), default="md")
     res.set_defaults(func=_cmd("bench.collect:main"))
 
+    cmp_ = sub.add_parser("compare", help="new records vs committed ones, row by row (test mAP, "
+                          "difference, inside the committed seed spread?)")
+    cmp_.add_argument("--suite", required=True, help="suite name (the folder under both results roots)")
+    cmp_.add_argument("--new", required=True, help="results root of the new records, e.g. results-rerun")
+    cmp_.add_argument("--committed", default="results", help="results root of the committed records")
+    cmp_.add_argument("--format", choices=("md", "csv"), default="md")
+    cmp_.set_defaults(func=_cmd("bench.compare:main"))
+
     dat = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     ins = dat.add_parser("inspect", help="classes, split sizes and per-class counts (no pixel cache)")
     ins.add_argument("--dataset", required=True, help="coco2014, voc2007, generic, mnist-mosaic")
