@@ -96,6 +96,38 @@ def test_sort_ties_match_a_per_class_loop_with_ignored_entries() -> None:
     np.testing.assert_allclose(average_precision(scores, targets, ties="sort"), expected, atol=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["float32-sigmoid", "float64-no-ties", "rounded", "integer", "extremes"])
+def test_counting_ap_equals_sklearn_and_the_argsort_method(kind: str) -> None:
+    """The counting evaluator against sklearn (1e-12) and the explicit argsort method, both tie modes."""
+    from bench.metrics import _average_precision, _average_precision_sorted, _check_inputs
+    rng = np.random.default_rng(11)
+    targets = (rng.random((2000, 9)) < 0.05).astype(np.int64)
+    logits = rng.normal(-4, 3, targets.shape) + 6 * targets
+    scores = {"float32-sigmoid": torch.sigmoid(torch.from_numpy(3 * logits).float()).numpy(),
+              "float64-no-ties": logits, "rounded": np.round(logits, 0),
+              "integer": (logits > 0).astype(np.int64) + (logits > 3),
+              "extremes": np.where(rng.random(targets.shape) < 0.1, 1e300, logits)}[kind]
+    targets[:, 3] = 0                                 # no positive -> NaN
+    targets[:, 4] = -1                                # only ignored -> NaN
+    targets[:, 5] = 1                                 # all positive -> 1
+    targets[rng.random(targets.shape) < 0.1 * (np.arange(9) == 6)] = -1   # some ignored
+    got = average_precision(scores, targets)
+    expected = np.full(9, np.nan)
+    for c in range(9):
+        kept = targets[:, c] != -1
+        if (targets[kept, c] == 1).any():
+            expected[c] = average_precision_score(targets[kept, c], scores[kept, c])
+    assert np.isnan(got[3]) and np.isnan(got[4]) and got[5] == 1.0
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    checked = _check_inputs(scores, targets)
+    for ties in ("sklearn", "sort"):
+        np.testing.assert_allclose(_average_precision(*checked, ties), _average_precision_sorted(*checked, ties),
+                                   rtol=1e-12, atol=1e-12)
+    assert np.isnan(average_precision(scores[:0], targets[:0])).all()
+    if kind == "extremes":  # sklearn refuses infinities; the ranking is that of 1e300
+        np.testing.assert_array_equal(average_precision(np.where(scores == 1e300, np.inf, scores), targets), got)
+
+
 # --------------------------------------------------------------------------- P / R / F1 by hand
 
 HAND_SCORES = np.array([[0.9, 0.2], [0.6, 0.7], [0.3, 0.8], [0.1, 0.6]])
