@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     r.add_argument("--no-report", action="store_true", help="do not regenerate REPORT.md afterwards")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                   help="override a value of the suite (repeatable), validated like the YAML and part "
+                        "of the job's identity: budget.epochs=3, optimizer.lr=1e-3, "
+                        "dataset.options.n_train=500, methods.asl.hparams.clip=0")
     r.add_argument("--rerun-stale", action="store_true", help="rerun stale records (done by other code); "
                    "each old record is kept in <job>/stale-<fingerprint>/ until the new one is done")
     r.set_defaults(func=_cmd("bench.run_suite:main"))
@@ -54,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a cluster option, e.g. --cluster partition=gpu (repeatable)")
     sw.add_argument("--device", default=None, help="device inside each job (default: cuda if available)")
     sw.add_argument("--threads", type=int, default=None, help="torch threads per job (default: cpus_per_task)")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                    help="override a value of the sweep file (repeatable), validated like the YAML: "
+                         "budget.epochs=3, optimizer.lr=1e-3, seeds=[0,1]")
     sw.add_argument("--rerun-stale", action="store_true", help="resubmit stale records (done by other code)")
     sw.set_defaults(func=_cmd("bench.sweep_cmd:main"))
 

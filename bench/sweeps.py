@@ -28,14 +28,15 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
 import methods
 from bench.jobs import JobSpec
 from bench.suites import (BUDGET_DEFAULTS, EVALUATION_DEFAULTS, OPTIMIZER_DEFAULTS, SUITES_DIR,
-                          SpecError, SuiteSpec, _merge, _named, load_suite, recipe_budget)
+                          SpecError, SuiteSpec, _merge, _named, load_suite, read_spec_file,
+                          recipe_budget, validate_suite)
 
 TOP_KEYS = {"name", "description", "suite", "seeds", "search", "dataset", "backbone", "budget",
             "optimizer", "evaluation", "executor", "cluster", "notes"}
@@ -77,18 +78,16 @@ def sweep_names() -> list[str]:
     return out
 
 
-def load_sweep(name_or_path: str) -> SweepSpec:
-    """Parse and validate a sweep by name (sweeps/<name>.yaml) or path."""
+def load_sweep(name_or_path: str, sets: Sequence[str] = ()) -> SweepSpec:
+    """Parse and validate a sweep by name (sweeps/<name>.yaml) or path; ``sets``: ``--set``
+    overrides of the sweep file (bench.suites.apply_sets), e.g. budget.epochs=3."""
     path = Path(name_or_path)
     if not path.suffix:
         path = SUITES_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise SpecError(f"unknown sweep {name_or_path!r}; known: {', '.join(sweep_names())}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise SpecError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    return parse_sweep(raw, str(path))
+    raw, where = read_spec_file(path, sets)  # YAML, --set, name == file name
+    return parse_sweep(raw, where)
 
 
 def _base_suite(where: str, raw: Mapping[str, Any]) -> SuiteSpec:
@@ -110,7 +109,7 @@ def _base_suite(where: str, raw: Mapping[str, Any]) -> SuiteSpec:
         if key in raw:
             _merge(f"{where}: {key}", defaults, raw[key])  # key check only
             overrides[key] = {**getattr(base, key), **dict(raw[key] or {})}
-    return replace(base, **overrides)
+    return validate_suite(replace(base, **overrides), where)  # the sweep's values too
 
 
 def parse_sweep(raw: Mapping[str, Any], where: str = "<sweep>") -> SweepSpec:

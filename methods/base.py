@@ -22,6 +22,7 @@ unknown attributes); losses in ``methods.losses`` mask -1 entries out.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -178,6 +179,8 @@ def check_range(hp: Hparams, name: str, low: float | None = None, high: float | 
     v = hp[name]
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         raise HparamError(f"hyperparameter {name}={v!r} must be a number")
+    if not math.isfinite(v):  # NaN compares False with everything: it would pass any range
+        raise HparamError(f"hyperparameter {name}={v} must be a finite number")
     if low is not None and (v <= low if low_open else v < low):
         raise HparamError(f"hyperparameter {name}={v} must be {'>' if low_open else '>='} {low}")
     if high is not None and v > high:
@@ -185,6 +188,8 @@ def check_range(hp: Hparams, name: str, low: float | None = None, high: float | 
 
 
 def check_choice(hp: Hparams, name: str, allowed: Sequence[Any]) -> None:
-    """Raise HparamError unless hp[name] is one of ``allowed``."""
-    if hp[name] not in allowed:
+    """Raise HparamError unless hp[name] is one of ``allowed`` (a bool only matches a bool:
+    1 is not True, False is not 0)."""
+    v = hp[name]
+    if not any(v == a and isinstance(v, bool) == isinstance(a, bool) for a in allowed):
         raise HparamError(f"hyperparameter {name}={hp[name]!r} must be one of {list(allowed)}")

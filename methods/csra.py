@@ -18,7 +18,6 @@ any model whose ``linear_classifier()`` is not None (CSRA's own head is not one)
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
@@ -102,12 +101,11 @@ def build(ctx: BuildContext, hp: Hparams) -> CsraModel:
 
 
 def validate(hp: Hparams) -> None:
-    if hp["num_heads"] not in CSRA_TEMPERATURES or isinstance(hp["num_heads"], bool):
+    if not isinstance(hp["num_heads"], int) or isinstance(hp["num_heads"], bool) \
+            or hp["num_heads"] not in CSRA_TEMPERATURES:
         raise HparamError(f"hyperparameter num_heads={hp['num_heads']!r} must be one of "
                           f"{sorted(CSRA_TEMPERATURES)} (the paper's temperature tables)")
-    check_range(hp, "lam", 0)
-    if not math.isfinite(float(hp["lam"])):
-        raise HparamError(f"hyperparameter lam={hp['lam']!r} must be finite")
+    check_range(hp, "lam", 0)  # finite (check_range rejects NaN and inf)
     check_choice(hp, "normalize_weights", (True, False))
     check_choice(hp, "mode", CSRA_MODES)
 

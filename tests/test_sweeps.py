@@ -14,8 +14,8 @@ from bench.sweeps import expand_sweep, load_sweep, parse_sweep, sweep_names
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 
 
-def _write(tmp_path: Path, raw: dict, name: str = "sw.yaml") -> Path:
-    path = tmp_path / name
+def _write(tmp_path: Path, raw: dict, name: str | None = None) -> Path:
+    path = tmp_path / (name or f"{raw.get('name', 'sw')}.yaml")  # a sweep's name is its file's stem
     path.write_text(yaml.safe_dump(raw))
     return path
 
@@ -42,7 +42,8 @@ def test_base_suite_fields_and_overrides(tmp_path):
     assert len(jobs) == len(base.seeds)
     job = jobs[0]
     assert job.budget == {**base.budget, "epochs": 1}
-    assert job.dataset == base.dataset and job.optimizer == base.optimizer
+    # the job's optimiser is the suite's with the weight-decay mode resolved (adamw: decoupled)
+    assert job.dataset == base.dataset and job.optimizer == {**base.optimizer, "weight_decay_mode": "decoupled"}
     assert job.evaluation == base.evaluation and job.backbone == base.backbone
     # the same run asked for by the suite and by a sweep has the same job id
     from bench.suites import expand_jobs
