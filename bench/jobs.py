@@ -17,6 +17,27 @@ SEMANTIC_FIELDS = ("method", "hparams", "dataset", "backbone", "budget", "optimi
                    "protocol", "evaluation", "seed")
 
 
+#: Keys left out of the job id: ``optimizer.weight_decay_mode`` is always the one the resolved
+#: optimiser name implies (adam/sgd coupled, adamw decoupled: bench.suites.effective_optimizer),
+#: so hashing it would only change every id of the records made before the key existed.
+DERIVED_KEYS: dict[str, tuple[str, ...]] = {"optimizer": ("weight_decay_mode",)}
+#: Keys added after records exist, left out of the id while at the value that computes what
+#: the job computed before the key existed (so old records keep their ids); any other value is
+#: hashed. Register a new budget/optimizer key here together with its neutral default.
+NEUTRAL_DEFAULTS: dict[str, dict[str, Any]] = {}
+
+
+def identity_fields(semantic: Mapping[str, Any]) -> dict[str, Any]:
+    """The semantic fields as hashed: DERIVED_KEYS dropped, NEUTRAL_DEFAULTS at their value dropped."""
+    out = dict(semantic)
+    for section in set(DERIVED_KEYS) | set(NEUTRAL_DEFAULTS):
+        if isinstance(out.get(section), Mapping):
+            neutral = NEUTRAL_DEFAULTS.get(section, {})
+            out[section] = {k: v for k, v in out[section].items()
+                            if k not in DERIVED_KEYS.get(section, ()) and not (k in neutral and v == neutral[k])}
+    return out
+
+
 def canonical_json(value: Any) -> str:
     """Key-sorted compact JSON; floats as repr so 0.1 and 1e-1 hash the same."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
@@ -40,7 +61,7 @@ class JobSpec:
     @property
     def job_id(self) -> str:
         semantic = {k: getattr(self, k) for k in SEMANTIC_FIELDS}
-        digest = hashlib.sha256(canonical_json(semantic).encode()).hexdigest()[:12]
+        digest = hashlib.sha256(canonical_json(identity_fields(semantic)).encode()).hexdigest()[:12]
         return f"{self.method}-{digest}"
 
     @property
