@@ -246,6 +246,7 @@ class _ShiftedCorrelation(torch.autograd.Function):
         return corr
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):  # type: ignore[override]
         c, symmetric = ctx.c, ctx.symmetric
         saved = ctx.saved_tensors
@@ -283,8 +284,10 @@ def gmm_correlation(
     with an exact logsumexp so they keep full relative precision. Differentiable once.
     """
     symmetric = pi_a is pi_b and mu_a is mu_b and var_a is var_b
-    lp_a = _as_log_weights(pi_a, log_weights)
-    lp_b = lp_a if symmetric else _as_log_weights(pi_b, log_weights)
+    lp_a = _as_log_weights(_at_least_fp32(pi_a), log_weights)
+    lp_b = lp_a if symmetric else _as_log_weights(_at_least_fp32(pi_b), log_weights)
+    mu_a, var_a = _at_least_fp32(mu_a), _at_least_fp32(var_a)  # fp16 / bf16 inputs: computed in fp32
+    mu_b, var_b = (mu_a, var_a) if symmetric else (_at_least_fp32(mu_b), _at_least_fp32(var_b))
     log_aa = gmm_log_self_inner_product(lp_a, mu_a, var_a, dim, log_weights=True)
     log_bb = log_aa if symmetric else gmm_log_self_inner_product(lp_b, mu_b, var_b, dim, log_weights=True)
     c = 0.5 * dim
