@@ -280,3 +280,15 @@ def test_blocked_correlation_float32_accuracy_and_tiny_values() -> None:
     assert (ref < 1e-30).any() and normal.sum() > 100
     assert ((got.double() - ref).abs() / ref)[normal].max() < 1e-4
     assert (got.double() - ref).abs().max() < 1e-4 and torch.isfinite(got).all()
+
+
+def test_blocked_correlation_half_inputs_computed_in_float32() -> None:
+    torch.set_default_dtype(torch.float32)
+    g = torch.Generator().manual_seed(8)
+    lp = torch.log_softmax(torch.randn(6, 5, generator=g), 1).bfloat16()
+    mu, var = (0.3 * torch.randn(6, 5, generator=g)).bfloat16(), (1 + torch.rand(6, 5, generator=g)).bfloat16()
+    got = gmm_correlation(lp, mu, var, lp, mu, var, 128, log_weights=True)
+    assert got.dtype == torch.float32
+    ref = gmm_correlation(lp.float(), mu.float(), var.float(), lp.float(), mu.float(), var.float(), 128,
+                          log_weights=True)
+    assert torch.allclose(got, ref, rtol=1e-6, atol=0)
