@@ -417,7 +417,8 @@ def check_dataset(where: str, dataset: Mapping[str, Any], resolution: Any) -> No
 
             MosaicOptions.parse(options)
             if _is_int(resolution) and not 16 <= resolution <= 512:
-                raise DataError(f"resolution={resolution} must be in [16, 512]")
+                raise SpecError(f"{where}: budget.resolution={resolution} must be in [16, 512] for "
+                                "dataset 'mnist-mosaic'")
             return
         from bench.data.cache import resolve_options
 
@@ -494,9 +495,9 @@ def validate_suite(suite: SuiteSpec, where: str) -> SuiteSpec:
     naming the file, row and key. Reads no data, creates nothing."""
     check_finite({"dataset": suite.dataset, "backbone": suite.backbone, "budget": suite.budget,
                   "optimizer": suite.optimizer, "evaluation": suite.evaluation}, where)
-    check_dataset(where, suite.dataset, suite.budget["resolution"])
     check_budget(where, suite.budget)
     check_backbone(where, suite.backbone, suite.budget["resolution"])
+    check_dataset(where, suite.dataset, suite.budget["resolution"])
     check_optimizer(where, suite.optimizer)
     check_evaluation(where, suite.evaluation)
     if suite.protocol == "paper-recipe":
