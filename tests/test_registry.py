@@ -70,3 +70,20 @@ def test_defaults_and_search_space_pass_the_validator(name: str) -> None:
     spec.resolve({})
     for seed in range(5):
         spec.resolve(spec.sample(seed))
+
+
+@pytest.mark.parametrize("name", methods.names())
+def test_non_finite_and_mistyped_values_are_refused(name: str) -> None:
+    """NaN compares False with everything, so a range check alone lets it through: every numeric
+    hyperparameter of every method refuses NaN and +-inf; a bool refuses 0/1."""
+    from methods.base import HparamError
+
+    spec = methods.get(name)
+    numeric = [k for k, v in spec.defaults.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    for key in numeric:
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            with pytest.raises(HparamError, match=key):
+                spec.resolve({key: bad})
+    for key in [k for k, v in spec.defaults.items() if isinstance(v, bool)]:
+        with pytest.raises(HparamError, match=key):
+            spec.resolve({key: int(not spec.defaults[key])})
