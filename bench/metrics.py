@@ -129,7 +129,8 @@ def _average_precision(score_array: np.ndarray, target_array: np.ndarray, ties: 
 
     ``ties="sort"`` (precision at each positive of a stable descending order) equals this in
     every class whose positives have no tied score (the order among ties is the only difference);
-    the classes with a tie at a positive are recomputed by the explicit stable sort.
+    in a class with a tie at a positive, :func:`_stable_order_ap` counts, for each positive, the
+    entries tied with it that come first in image order.
     """
     n_images, n_classes = score_array.shape
     if n_images == 0:
@@ -146,7 +147,6 @@ def _average_precision(score_array: np.ndarray, target_array: np.ndarray, ties: 
     sorted_scores = np.sort(class_scores, axis=1)  # ascending, NaN (ignored) last
     is_positive = class_targets == 1
     ap = np.full(n_classes, np.nan)
-    tied_classes = []
     for c in range(n_classes):
         positives = np.sort(class_scores[c][is_positive[c]])
         n_positive = positives.size
@@ -158,18 +158,43 @@ def _average_precision(score_array: np.ndarray, target_array: np.ndarray, ties: 
         true_pos = n_positive - np.searchsorted(positives, positives, side="left")
         ap[c] = float(np.sum(true_pos / retrieved)) / n_positive
         if ties == "sort" and (np.searchsorted(column, positives, side="right") - first > 1).any():
-            tied_classes.append(c)
-    if tied_classes:
-        ap[tied_classes] = _average_precision_sorted(score_array[:, tied_classes],
-                                                     target_array[:, tied_classes], ties)
+            kept = ~ignored[c] if has_ignored else slice(None)
+            ap[c] = _stable_order_ap(class_scores[c][kept], is_positive[c][kept], column, positives)
     return ap
+
+
+def _stable_order_ap(values: np.ndarray, positive: np.ndarray, column: np.ndarray, positives: np.ndarray) -> float:
+    """Tie-unaware AP of one class: precision at each positive of the stable descending order.
+
+    ``values``/``positive``: the retained entries in image order; ``column`` their sorted values,
+    ``positives`` the sorted positive values. A positive's rank is #entries with a greater score
+    plus #entries with an equal score at or before it in image order (the stable order); its
+    true-positive count is the same over positives. Only entries whose value equals some
+    positive's value (the candidates) need the second count.
+    """
+    candidates = np.flatnonzero(np.isin(values, positives))           # image order, includes every positive
+    order = candidates[np.argsort(values[candidates], kind="stable")]  # by value, image order inside ties
+    tied_values = values[order]
+    is_pos = positive[order]
+    n = order.size
+    group_start = np.ones(n, dtype=bool)
+    group_start[1:] = tied_values[1:] != tied_values[:-1]
+    start_index = np.maximum.accumulate(np.where(group_start, np.arange(n), 0))
+    equal_before = np.arange(n) - start_index + 1                      # ties at or before, all entries
+    pos_cumulative = np.cumsum(is_pos)
+    pos_before_group = np.where(start_index > 0, pos_cumulative[start_index - 1], 0)
+    equal_pos_before = pos_cumulative - pos_before_group                # ties at or before, positives
+    greater = column.size - np.searchsorted(column, tied_values[is_pos], side="right")
+    greater_pos = positives.size - np.searchsorted(positives, tied_values[is_pos], side="right")
+    precision = (greater_pos + equal_pos_before[is_pos]) / (greater + equal_before[is_pos])
+    return float(np.sum(precision)) / positives.size
 
 
 def _average_precision_sorted(score_array: np.ndarray, target_array: np.ndarray, ties: str) -> np.ndarray:
     """Per-class AP by an explicit argsort of every column (the reference formula, written out).
 
-    Used for ``ties="sort"`` in classes with tied positives; ``ties="sklearn"`` here equals
-    :func:`_average_precision` (kept as the independent check the tests use)."""
+    Not used by the evaluator: it equals :func:`_average_precision` for both tie options and is
+    kept as the independent check the tests and ``benchmarks/bench_metrics.py`` compare with."""
     n_images, n_classes = score_array.shape
     if n_images == 0:
         return np.full(n_classes, np.nan)
