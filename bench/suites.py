@@ -500,6 +500,14 @@ def validate_suite(suite: SuiteSpec, where: str) -> SuiteSpec:
     check_dataset(where, suite.dataset, suite.budget["resolution"])
     check_optimizer(where, suite.optimizer)
     check_evaluation(where, suite.evaluation)
+    extra = sorted(set(suite.executor) - {"name"})
+    if extra:
+        raise SpecError(f"{where}: executor: unknown key {extra[0]!r}; known: name")
+    _need_choice(where, "executor.name", suite.executor.get("name", "local"), ("local", "slurm"))
+    if suite.cluster:
+        from bench.slurm import parse_cluster
+
+        parse_cluster(suite.cluster, f"{where}: cluster")  # one-line BenchError (exit 2)
     if suite.protocol == "paper-recipe":
         for i, row in enumerate(suite.rows):
             budget, optimizer = recipe_budget(suite, row.method)

@@ -266,3 +266,14 @@ def test_apply_sets_does_not_touch_its_input():
     assert raw == {"budget": {"epochs": 2}, "methods": ["baseline"]}
     assert out["budget"]["epochs"] == 5
     assert out["methods"][0] == {"method": "baseline", "hparams": {"pooling": "max"}}
+
+
+@pytest.mark.parametrize("item, needle", [
+    ("executor.name=slurmm", "executor.name"), ("executor.partition=gpu", "executor: unknown key"),
+    ("cluster.time_min=0", "time_min"), ("cluster.partitionn=gpu", "unknown cluster option"),
+])
+def test_executor_and_cluster_checked_at_load(tmp_path, item, needle):
+    from bench.errors import USER_ERRORS
+
+    with pytest.raises(USER_ERRORS, match=needle):
+        load_suite(str(tiny_suite(tmp_path)), [item])
