@@ -128,6 +128,20 @@ def test_counting_ap_equals_sklearn_and_the_argsort_method(kind: str) -> None:
         np.testing.assert_array_equal(average_precision(np.where(scores == 1e300, np.inf, scores), targets), got)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_counting_ap_equals_argsort_method_on_small_tied_problems(seed: int) -> None:
+    from bench.metrics import _average_precision, _average_precision_sorted, _check_inputs
+    rng = np.random.default_rng(100 + seed)
+    n, c = int(rng.integers(1, 60)), int(rng.integers(1, 5))
+    targets = (rng.random((n, c)) < rng.random()).astype(np.int8)
+    targets[rng.random((n, c)) < 0.2 * (seed % 2)] = -1
+    scores = rng.integers(0, int(rng.integers(1, 6)), (n, c)).astype(np.float32)   # few values: many ties
+    checked = _check_inputs(scores, targets)
+    for ties in ("sklearn", "sort"):
+        np.testing.assert_allclose(_average_precision(*checked, ties), _average_precision_sorted(*checked, ties),
+                                   rtol=1e-13, atol=1e-13)
+
+
 # --------------------------------------------------------------------------- P / R / F1 by hand
 
 HAND_SCORES = np.array([[0.9, 0.2], [0.6, 0.7], [0.3, 0.8], [0.1, 0.6]])
