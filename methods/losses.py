@@ -173,8 +173,8 @@ def gmm_log_self_inner_product(pi: torch.Tensor, mu: torch.Tensor, var: torch.Te
     return torch.logsumexp(terms.flatten(1), dim=1)
 
 
-#: Elements of one (rows x K, cols x K) block of gmm_correlation's pair terms: small enough that the
-#: handful of block-sized buffers stay in a core's L2 cache (2^18 float32 = 1 MiB each).
+#: Elements of one (rows x K, cols x K) block of gmm_correlation's pair terms on the CPU: small enough
+#: that the handful of block-sized buffers stay in a core's L2 cache (2^18 float32 = 1 MiB each).
 GMM_BLOCK_ELEMENTS = 1 << 18
 
 
@@ -294,7 +294,8 @@ def gmm_correlation(
     la = lp_a - (0.5 * log_aa + 0.5 * c * _LOG_2PI)[:, None]
     lb = la if symmetric else lp_b - (0.5 * log_bb + 0.5 * c * _LOG_2PI)[:, None]
     k = mu_a.shape[1]
-    budget = max(1, min(int(chunk_elements), GMM_BLOCK_ELEMENTS))
+    # CPU: cache-sized blocks; an accelerator wants few large kernels, bounded by chunk_elements only
+    budget = max(1, min(int(chunk_elements), GMM_BLOCK_ELEMENTS) if mu_a.device.type == "cpu" else int(chunk_elements))
     rows = max(1, int(math.isqrt(budget // max(1, k * mu_b.shape[1]))))
     inputs = (la, mu_a, var_a, lb, mu_b, var_b)
     with_grad = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
