@@ -19,12 +19,48 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench import claims, stats
-from bench.report_common import (ReportData, fmt, fmt_ci, fmt_p, fmt_signed, md_table, setting_text,
-                                 test_metric)
+from bench.report_common import (CONVERGED_GAIN, STALE_MARK, ReportData, command_for, fmt, fmt_ci, fmt_p, fmt_signed, md_table,
+                                 setting_text, stale_line, test_metric)
 
 MAIN_SUITE = "default"
 FIGURES = "figures"
 SUMMARY_METRICS = ("mAP", "CF1", "OF1")
+TUNED_RULES = (("global", "val-tuned global"), ("per_class", "val-tuned per class"))
+TUNED_METRICS = ("CP", "CR", "CF1", "OP", "OR", "OF1")
+
+
+def tuned_metric(record: dict, rule: str, key: str) -> float:
+    """A threshold-tuned test metric (record["metrics"]["selected"]["test_tuned"][rule][key]); NaN if absent."""
+    tuned = (record["metrics"]["selected"].get("test_tuned") or {}).get(rule) or {}
+    value = tuned.get(key)
+    return float("nan") if value is None else float(value)
+
+
+def _flags(data: ReportData, runs: list[dict]) -> str:
+    """Failed / collapsed / not-converged / stale, with the seeds concerned."""
+    parts = []
+    failed = [r for r in runs if data.health(r).is_failed]
+    if failed:
+        reasons = sorted({reason.split(" (")[0] for r in failed for reason in data.health(r).failed})
+        parts.append(f"**failed run** ({len(failed)}/{len(runs)} seeds: {'; '.join(reasons)})")
+    collapsed = [r for r in runs if isinstance(r.get("collapse"), dict) and r["collapse"].get("collapsed")]
+    if collapsed and not failed:
+        parts.append(f"collapsed ({len(collapsed)}/{len(runs)} seeds)")
+    slow = [r for r in runs if data.health(r).not_converged]
+    if slow:
+        parts.append(f"not converged ({len(slow)}/{len(runs)} seeds)")
+    stale = [r for r in runs if data.health(r).stale]
+    if stale:
+        parts.append(f"stale {STALE_MARK} ({len(stale)}/{len(runs)} seeds)")
+    return "; ".join(parts) or "—"
+
+
+def _gain(data: ReportData, runs: list[dict]) -> str:
+    gains = [data.health(r).last_quarter_gain for r in runs]
+    gains = [g for g in gains if g is not None]
+    if not gains:
+        return "—"
+    return fmt(sum(gains) / len(gains), 2) + ("" if len(gains) == 1 else f" (max {fmt(max(gains), 2)})")
 
 
 def _header(results: str, output: str) -> list[str]:
@@ -41,19 +77,55 @@ def _methods_section(data: ReportData, suite: str) -> list[str]:
     if suite not in data.suites:
         return out + [f"No records yet. Produce them with `bench run --suite {suite}`.", ""]
     out += [setting_text(data.suites[suite]) + ".", ""]
-    rows = []
+    rows, tuned_rows, rule_text = [], [], ""
     for label in data.labels(suite):
         runs = data.runs(suite, label)
-        cells = [fmt_ci(data.ci(suite, label, m)) for m in SUMMARY_METRICS]
+        stale = any(data.health(r).stale for r in runs)
+        name = f"{label} {STALE_MARK}" if stale else label
+        cells = [fmt_ci(data.ci(suite, label, "mAP"))]
+        for key in ("CF1", "OF1"):
+            cells.append(fmt_ci(data.ci(suite, label, key)))
+            cells += [fmt_ci(stats.mean_ci([tuned_metric(r, rule, key) for r in runs])) for rule, _ in TUNED_RULES]
         last = stats.mean_ci([test_metric(r, "mAP", "last") for r in runs])
-        rows.append([label, runs[0]["job"]["method"], str(len(runs)), *cells, fmt_ci(last),
+        rows.append([name, runs[0]["job"]["method"], str(len(runs)), *cells, fmt_ci(last), _gain(data, runs),
                      fmt(runs[0].get("model", {}).get("params_m"), 3),
-                     fmt(sum(r["timing"]["train_s"] for r in runs) / len(runs), 1)])
-    out += [md_table(["Row", "method", "seeds", "mAP", "CF1", "OF1", "mAP (last epoch)", "params (M)",
-                      "train s/run"], rows), "",
+                     fmt(sum(r["timing"]["train_s"] for r in runs) / len(runs), 1), _flags(data, runs)])
+        for rule, rule_name in TUNED_RULES:
+            values = [fmt_ci(stats.mean_ci([tuned_metric(r, rule, k) for r in runs])) for k in TUNED_METRICS]
+            if any(v != "—" for v in values):
+                tuned_rows.append([name, rule_name, *values])
+        rule_text = rule_text or next((str((r["metrics"]["selected"].get("test_tuned") or {}).get("rule") or "")
+                                       for r in runs if r["metrics"]["selected"].get("test_tuned")), "")
+    header = ["Row", "method", "seeds", "mAP"]
+    for key in ("CF1", "OF1"):
+        header += [f"{key} @0.5"] + [f"{key} {name}" for _, name in TUNED_RULES]
+    out += [md_table(header + ["mAP (last epoch)", "val gain, last 25 % (points)", "params (M)", "train s/run",
+                               "flags"], rows), "",
             "Mean ± half-width of the 95 % t-interval over seeds (test split, epoch selected on validation; "
-            "'last epoch' = no selection).", ""]
+            "'last epoch' = no selection). Thresholds: '@0.5' = the fixed 0.5 threshold; 'val-tuned global' = one "
+            "threshold for all classes maximising validation CF1; 'val-tuned per class' = one threshold per class "
+            "maximising its validation F1 (chosen on validation, applied to test"
+            + (f"; the records: {rule_text}" if rule_text else "") + "). "
+            f"'val gain, last 25 %' = validation mAP gained over the last quarter of the selection stage's epochs "
+            f"(mean over seeds; a run has converged when it is below {CONVERGED_GAIN:g}). Flags: "
+            "**failed run** = no evidence (test mAP within "
+            f"{_margin()} points of chance, collapse flagged by the method, or all predictions positive/negative at "
+            f"0.5); not converged = gain at or above {CONVERGED_GAIN:g}; stale {STALE_MARK} = made by other "
+            "code than the current one.", ""]
+    if tuned_rows:
+        out += ["Threshold-dependent test metrics at thresholds chosen on validation:", "",
+                md_table(["Row", "threshold rule", *TUNED_METRICS], tuned_rows), ""]
     return out + _significance(data, suite)
+
+
+def _min_span() -> str:
+    from bench.report_plots import MIN_SPAN
+    return f"{MIN_SPAN:g}"
+
+
+def _margin() -> str:
+    from bench.report_common import CHANCE_MARGIN
+    return f"{CHANCE_MARGIN:g}"
 
 
 def _pairs(labels: Sequence[str], data: ReportData, suite: str) -> list[tuple[str, str]]:
@@ -96,10 +168,15 @@ def DASH_IF(missing: bool, text: Any) -> str:  # noqa: N802 (reads as a table ce
 def _figures_section(data: ReportData, figures_dir: Path, link_dir: Path, output: Path) -> list[str]:
     from bench import report_plots
 
-    out = ["## Ablation plots", "",
-           "Ours: mean test mAP over seeds with 95 % t-interval error bars. Paper values are on a "
-           "secondary axis (their scale differs) or marked where the paper gives only a chosen value "
-           "(ProbMCL Fig. 2 and CSRA Fig. 5 print no numbers).", ""]
+    out = ["## Plots", "",
+           "Learning curves first (validation mAP per epoch, every row and seed of the main suite; the "
+           "shaded band is the convergence window, the last 25 % of the selection stage). Then the ablations: "
+           "ours = mean test mAP over seeds with 95 % t-interval error bars and each seed as a dot; the legend "
+           "says '1 seed, no interval' when there is one seed. Every y-axis includes all seeds and intervals "
+           f"and spans at least {_min_span()} mAP points, so noise never fills a plot; categorical axes are "
+           "drawn as points, not lines. The paper's values stand beside ours on a secondary axis (their scale "
+           "differs) wherever the paper prints them, or its chosen value is marked where it prints none "
+           "(ProbMCL Fig. 2 and CSRA Fig. 5).", ""]
     figures = report_plots.all_figures(data, figures_dir)
     if not figures:
         return out + ["No sweep records yet. Produce them with `bench sweep sweeps/ablation-<name>-cpu.yaml` "
@@ -116,22 +193,36 @@ def _claims_section(data: ReportData) -> list[str]:
     counts = Counter(c.status for c in text + cells)
     out = ["## Claims ledger", "",
            "Every numeric claim of the three papers: the claims in their text below, every table cell "
-           "further down. The status is decided by code (`bench/claims.py`) from the records:", "",
+           "further down. The status is decided by code (`bench/claims.py`) from the records, by rules "
+           "applied to every claim:", "",
+           "1. the evidence is the comparison the paper made (the ablation sweep of that axis of that method; "
+           "two rows of the main suite for a method-vs-method claim), never a proxy across methods;",
+           f"2. any form of *reproduced* needs at least {claims.MIN_SEEDS} seeds and a paired test: a difference "
+           f"holds when the seed-paired t p < {stats.ALPHA} and the image bootstrap 95 % CI excludes 0; "
+           f"*no difference* holds when the 95 % CIs of the difference lie inside [-{claims.EQUIVALENCE_MARGIN:g}, "
+           f"+{claims.EQUIVALENCE_MARGIN:g}] mAP; one seed gives at most *indicative*;",
+           "3. claims about the inference model use inference-time parameters and MACs (`results/cost/`);",
+           f"4. a verdict resting on a run that failed to train is *{claims.FAILED}*, never *not reproduced*; "
+           "one resting on a not-converged run says so;",
+           "5. every verdict shows its numbers and the command that produced them.", "",
+           "Statuses:", "",
            f"- **{claims.REPRODUCED}**: a scale-independent fact holds (parameter counts equal within "
            f"{100 * claims.PARAM_TOLERANCE:g} %, a cost count within {100 * claims.COST_TOLERANCE:g} % of the "
            f"paper's, a claimed percentage within {claims.RATIO_TOLERANCE:g} points, or the paper's own "
-           "arithmetic), or a direction holds significantly on the paper's data;",
-           f"- **{claims.DIRECTION}**: the direction holds on the embedded data, paired t p < {stats.ALPHA} "
-           "and the image bootstrap CI excludes 0 (timing: overhead below "
-           f"{claims.SMALL_OVERHEAD:g} %; robustness: within {claims.ROBUST_LAMBDA:g} points);",
-           f"- **{claims.NOT_REPRODUCED}**: the opposite, no significant difference, or outside tolerance "
-           "(the measured column says which);",
+           "arithmetic), or rule 2 holds on the paper's data;",
+           f"- **{claims.DIRECTION}**: rule 2 holds on the embedded data (timing: the overhead's 95 % CI below "
+           f"{claims.SMALL_OVERHEAD:g} %);",
+           f"- **{claims.INDICATIVE}** / **{claims.INDICATIVE_NOT}**: one seed, the direction only;",
+           f"- **{claims.NOT_REPRODUCED}**: with {claims.MIN_SEEDS}+ seeds, the opposite, no significant "
+           "difference or an inconclusive equivalence; or outside tolerance (the measured column says which);",
+           f"- **{claims.FAILED}**: rests on a run that failed to train (listed);",
            f"- **{claims.NEEDS}**: with the command that would settle it;",
            f"- **{claims.PENDING}**: the records this project's suites produce are missing.", "",
            "Counts: " + ", ".join(f"{s}: {counts.get(s, 0)}" for s in claims.STATUSES) + ".", "",
            "### Claims in the text", "",
            md_table(["Paper", "Where", "Claim", "Measured here", "Status"],
-                    [[c.paper, c.where, c.claim, c.measured, c.status] for c in text]), "",
+                    [[c.paper, c.where, c.claim, c.measured,
+                      c.status + (" (not converged)" if c.flag else "")] for c in text]), "",
            "### Table cells", "", "<details><summary>"
            f"{len(cells)} cells (paper, table, row, column, value)</summary>", "",
            md_table(["Paper", "Cell", "Value", "Measured here / command", "Status"],
@@ -163,6 +254,9 @@ def _provenance_section(data: ReportData) -> list[str]:
     out += [md_table(["Suite", "runs", "data fingerprints", "compute (h, sum of wall_s)"], rows), "",
             f"Total: {len(records)} runs, {fmt(total / 3600, 2)} h of compute (sum of wall_s).", "",
             "Commits: " + "; ".join(f"`{c}` ({n} runs)" for c, n in sorted(commits.items())) + ".", "",
+            "Code fingerprints: " + "; ".join(f"`{c}` ({n} runs)" for c, n in sorted(Counter(
+                str(p.get("code_fingerprint") or "none recorded") for p in prov).items()))
+            + " (which of them are stale is marked above).", "",
             "Machines: " + "; ".join(f"{m} ({n} runs)" for m, n in sorted(machines.items())) + ".", "",
             "Packages: " + ", ".join(f"{k} {'/'.join(sorted(v))}" for k, v in sorted(packages.items())) + ".", ""]
     for name in sorted(data.costs):
@@ -181,6 +275,9 @@ def render(results: str | Path, output: str | Path, figures_dir: Path | None = N
     link_dir = results / FIGURES
     data = ReportData(results, bootstrap_resamples)
     lines = _header(results.as_posix(), output.as_posix())
+    stale = stale_line(data)
+    if stale:
+        lines += [stale, ""]
     lines += _methods_section(data, MAIN_SUITE)
     lines += ["## The papers' tables beside ours", ""]
     for table in all_tables(data):

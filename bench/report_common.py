@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from bench import stats
-from bench.store import Store
+from bench.store import Store, staleness
 
 #: Datasets at paper scale; everything else (the embedded mosaics) is reported as CPU scale.
 PAPER_SCALE_DATASETS = ("coco2014", "voc2007", "voc2012", "vg500", "adp", "wider")
@@ -34,6 +34,7 @@ SWEEP_AXES: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
     ("csra", ("num_heads", "heads"), "heads", "CSRA Table 7"),
     ("csra", ("normalize_weights",), "normalisation", "CSRA Table 8"),
     ("csra", ("mode",), "mode", "CSRA Table 6"),
+    ("imlgcn", ("node_features",), "nodes", "IML-GCN Table 3"),
 )
 
 #: The sweep file that produces each axis's records (sweeps/<name>.yaml).
@@ -42,7 +43,62 @@ SWEEP_SUITES = {
     ("probmcl", "lambda"): "ablation-probmcl-lambda-cpu", ("probmcl", "overlap"): "ablation-probmcl-overlap-cpu",
     ("csra", "lambda"): "ablation-csra-lambda-cpu", ("csra", "heads"): "ablation-csra-heads-cpu",
     ("csra", "mode"): "ablation-csra-mode-cpu", ("csra", "normalisation"): "ablation-csra-norm-cpu",
+    ("imlgcn", "nodes"): "ablation-imlgcn-nodes-cpu",
 }
+
+#: A run is "failed" when its test mAP is within this many points of the chance level.
+CHANCE_MARGIN = 3.0
+#: All predictions positive at the 0.5 threshold: CR at least this (and CP within CHANCE_MARGIN of
+#: the prevalence); all negative: CR at most ALL_NEGATIVE_CR.
+ALL_POSITIVE_CR = 99.0
+ALL_NEGATIVE_CR = 1.0
+SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
+#: A run converged when its validation mAP gained less than this over the last 25 % of the
+#: selection stage's epochs (the runner's rule, record["convergence"]).
+CONVERGED_GAIN = 0.5
+#: Marks a row with at least one stale record (made by other code than the current).
+STALE_MARK = "†"
+
+
+def stale_line(data: "ReportData") -> str:
+    """'' when every record is current; else how many rows/records are stale and how to rerun."""
+    stale = data.stale_records()
+    if not stale:
+        return ""
+    rows = {(data.suite_of(r), r["job"]["label"]) for r in stale}
+    total_rows = {(s, r["job"]["label"]) for s, recs in data.suites.items() for r in recs}
+    suites = sorted({s for s, _ in rows})
+    commands = "; ".join(f"`{command_for(s)} --rerun-stale`" for s in suites)
+    return (f"**Stale records:** {len(rows)} of {len(total_rows)} rows ({len(stale)} of "
+            f"{len(data.all_records())} records) were made by other code than the current one (their "
+            f"code fingerprint differs or is missing; README 'When is a record stale?'); they are marked "
+            f"{STALE_MARK}. Rerun them with {commands}.")
+
+
+def command_for(suite: str) -> str:
+    """The command that produces a suite's records: `bench sweep` for sweep files, else `bench run`."""
+    path = SWEEPS_DIR / f"{suite}.yaml"
+    try:
+        is_sweep = any(line.startswith("search:") for line in path.read_text().splitlines())
+    except OSError:
+        is_sweep = False
+    return f"bench sweep sweeps/{suite}.yaml" if is_sweep else f"bench run --suite {suite}"
+
+
+@dataclass(frozen=True)
+class Health:
+    """What a record says about its own training: failed (no evidence) or not converged (weaker)."""
+
+    failed: tuple[str, ...]  # reasons; empty = trained
+    not_converged: bool
+    last_quarter_gain: float | None
+    chance: float | None
+    stale: str  # '' = made by the current code
+
+    @property
+    def is_failed(self) -> bool:
+        return bool(self.failed)
+
 
 DASH = "—"
 
@@ -153,9 +209,13 @@ class Curve:
     hparam: str
     reference: str
     points: tuple[tuple[Any, tuple[float, ...]], ...]  # (hparam value, mAP per seed), sorted
+    runs: tuple[tuple[Any, tuple[Mapping[str, Any], ...]], ...] = ()  # the records behind each point
 
     def ci(self) -> list[tuple[Any, stats.MeanCI]]:
         return [(value, stats.mean_ci(maps)) for value, maps in self.points]
+
+    def records_at(self, value: Any) -> tuple[Mapping[str, Any], ...]:
+        return next((rs for v, rs in self.runs if v == value), ())
 
 
 class ReportData:
@@ -168,6 +228,61 @@ class ReportData:
         self.suites: dict[str, list[dict[str, Any]]] = {
             s: self.store.records(s) for s in self.store.suites()}
         self._comparisons: dict[tuple[str, str, str], Comparison] = {}
+        self._suite_of = {r["job_id"]: s for s, recs in self.suites.items() for r in recs}
+        self._health: dict[str, Health] = {}
+
+    def suite_of(self, record: Mapping[str, Any]) -> str:
+        return self._suite_of.get(record["job_id"], record["job"].get("suite", ""))
+
+    def chance(self, record: Mapping[str, Any]) -> float | None:
+        """Chance-level test mAP: record["data"]["chance_mAP"], else the mean per-class test
+        prevalence (x 100) from the record's predictions, else None."""
+        value = (record.get("data") or {}).get("chance_mAP")
+        if isinstance(value, (int, float)) and not math.isnan(float(value)):
+            return float(value)
+        preds = self.predictions(self.suite_of(record), record)
+        if preds is None:
+            return None
+        targets = preds[1]
+        pos, known = (targets == 1).sum(0), (targets != -1).sum(0)
+        has = pos > 0
+        return float((pos[has] / known[has]).mean() * 100) if has.any() else None
+
+    def health(self, record: Mapping[str, Any]) -> Health:
+        """Failed (chance-level mAP, collapse flagged, all predictions positive or negative at the
+        0.5 threshold) and not-converged flags of one record; absent fields are not flags."""
+        key = record["job_id"]
+        if key in self._health:
+            return self._health[key]
+        test = record["metrics"]["selected"]["test"]
+        m, cr, cp = test.get("mAP"), test.get("CR"), test.get("CP")
+        chance = self.chance(record)
+        failed = []
+        if m is not None and chance is not None and m - chance <= CHANCE_MARGIN:
+            failed.append(f"test mAP {m:.1f} within {CHANCE_MARGIN:g} points of chance {chance:.1f}")
+        collapse = record.get("collapse")
+        if isinstance(collapse, Mapping) and collapse.get("collapsed"):
+            failed.append("representation collapsed (record's collapse check)")
+        if cr is not None and cr >= ALL_POSITIVE_CR and (chance is None or cp is None or cp <= chance + CHANCE_MARGIN):
+            failed.append(f"predictions all positive at 0.5 (CR {cr:.1f}, CP {fmt(cp)} ~ prevalence)")
+        elif cr is not None and cr <= ALL_NEGATIVE_CR:
+            failed.append(f"predictions all negative at 0.5 (CR {cr:.1f})")
+        conv = record.get("convergence")
+        gain = conv.get("last_quarter_gain") if isinstance(conv, Mapping) else None
+        not_converged = isinstance(conv, Mapping) and conv.get("converged") is False
+        result = Health(tuple(failed), not_converged, gain, chance, staleness(record))
+        self._health[key] = result
+        return result
+
+    def marked(self, suite: str, label: str | None) -> str | None:
+        """``label`` with the stale mark when any of its records in ``suite`` is stale."""
+        if label is None:
+            return None
+        stale = any(self.health(r).stale for r in self.runs(suite, label))
+        return f"{label} {STALE_MARK}" if stale else label
+
+    def stale_records(self) -> list[dict[str, Any]]:
+        return [r for r in self.all_records() if self.health(r).stale]
 
     @cached_property
     def costs(self) -> dict[str, dict[str, Any]]:
@@ -244,17 +359,19 @@ class ReportData:
         for suite in sorted(self.suites):
             records = [r for r in self.suites[suite] if r["job"]["method"] == method]
             for name in names:
-                groups: dict[str, dict[Any, list[float]]] = {}
+                groups: dict[str, dict[Any, list[Mapping[str, Any]]]] = {}
                 for r in records:
                     hp = hparams(r)
                     if name not in hp:
                         continue
                     context = json.dumps({k: v for k, v in hp.items() if k != name}, sort_keys=True)
-                    groups.setdefault(context, {}).setdefault(_key(hp[name]), []).append(test_metric(r))
+                    groups.setdefault(context, {}).setdefault(_key(hp[name]), []).append(r)
                 best = max(sorted(groups.items()), key=lambda kv: len(kv[1]), default=None)
                 if best is not None and len(best[1]) >= 2:
-                    points = tuple((v, tuple(best[1][v])) for v in sorted(best[1], key=_sort_key))
-                    out.append(Curve(suite, method, axis, name, reference, points))
+                    values = sorted(best[1], key=_sort_key)
+                    runs = tuple((v, tuple(sorted(best[1][v], key=lambda r: r["job"]["seed"]))) for v in values)
+                    points = tuple((v, tuple(test_metric(r) for r in rs)) for v, rs in runs)
+                    out.append(Curve(suite, method, axis, name, reference, points, runs))
                     break
         return out
 

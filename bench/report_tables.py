@@ -73,12 +73,13 @@ def probmcl_table1(data: ReportData, suite: str = MAIN_SUITE) -> str:
         rows.append([f"{paper_row} (paper, {block})"] + [fmt(v) for v in values])
     for paper_row in ("ML-GCN", "CSRA", "KMCL", "ASL", "ProbMCL"):
         label = data.label_for(suite, PAPER_ROW_METHODS[paper_row])
-        rows.append([f"{paper_row} (ours: {label or 'not run'})"] + _metric_cells(data, suite, label, METRICS))
+        rows.append([f"{paper_row} (ours: {data.marked(suite, label) or 'not run'})"]
+                    + _metric_cells(data, suite, label, METRICS))
         if label is not None:
             means[paper_row] = data.ci(suite, label).mean
     base = data.label_for(suite, "baseline")
     if base is not None:
-        rows.append([f"baseline (ours: {base})"] + _metric_cells(data, suite, base, METRICS))
+        rows.append([f"baseline (ours: {data.marked(suite, base)})"] + _metric_cells(data, suite, base, METRICS))
     out += [md_table(["Method"] + list(METRICS), rows), "",
             "Ours: mean ± 95 % t-interval half-width over seeds, test split, percent.", "",
             _ranking([r for r, _ in sorted(pv.PROBMCL_T1_448.rows, key=lambda rv: -rv[1][0])
@@ -157,7 +158,8 @@ def imlgcn_table1(data: ReportData, suite: str = MAIN_SUITE) -> str:
         params = DASH
         if label is not None:
             params = fmt(data.runs(suite, label)[0].get("model", {}).get("params_m"), 3)
-        rows.append([f"{name} (ours: {label or 'not run'})", params] + _metric_cells(data, suite, label, METRICS))
+        rows.append([f"{name} (ours: {data.marked(suite, label) or 'not run'})", params]
+                    + _metric_cells(data, suite, label, METRICS))
     out += [md_table(["Method"] + list(columns), rows), "",
             "Ours: params from the records (CPU-scale model, millions); metrics mean ± 95 % CI over seeds."]
     return "\n".join(out)
@@ -178,7 +180,7 @@ def imlgcn_table3(data: ReportData, suite: str = MAIN_SUITE) -> str:
             comparison = data.compare(suite, label, previous)
             if comparison is not None:
                 diff = f"{fmt_signed(comparison.paired.mean_diff)} ({comparison.verdict()})"
-        rows.append([name, fmt(coco, 2), fmt(vg, 2), label or "not run",
+        rows.append([name, fmt(coco, 2), fmt(vg, 2), data.marked(suite, label) or "not run",
                      fmt_ci(data.ci(suite, label)) if label else DASH, diff])
         previous = label or previous
     out.append(md_table(["Node features", "paper COCO mAP", "paper VG-500 mAP", "ours: row",
@@ -213,7 +215,7 @@ def csra_table1(data: ReportData, suite: str = MAIN_SUITE) -> str:
         fixed_lam = runs[0]["training_free"]["fixed_lambda"]
         fixed = [r["training_free"]["test_mAP"][_lam_key(r, fixed_lam)] for r in runs]
         vt, ft = stats.paired_t(varying, base), stats.paired_t(fixed, base)
-        rows.append([label, fmt_ci(stats.mean_ci(base)), "/".join(hparam_text(c) for c in chosen),
+        rows.append([data.marked(suite, label), fmt_ci(stats.mean_ci(base)), "/".join(hparam_text(c) for c in chosen),
                      fmt_ci(stats.mean_ci(varying)), _diff_text(vt), hparam_text(fixed_lam),
                      fmt_ci(stats.mean_ci(fixed)), _diff_text(ft)])
     out.append(md_table(["Model (ours)", "baseline", "val-selected Lambda per seed", "mAP", "diff",
@@ -255,9 +257,26 @@ def _curve_table(data: ReportData, method: str, axis: str, paper: pv.PaperTable 
         return "\n".join(out + [_missing(f"the {method} {axis} sweep", command)])
     for curve in curves:
         out += [_ours_header(data, curve.suite), "",
-                md_table([f"{curve.hparam} (ours)", "mAP", "seeds"],
-                         [[value_name(v), fmt_ci(ci), str(ci.n)] for v, ci in curve.ci()]), ""]
+                md_table([f"{curve.hparam} (ours)", "mAP", "seeds", "flags"],
+                         [[value_name(v) + _stale_mark(data, curve.records_at(v)), fmt_ci(ci), str(ci.n),
+                           _point_flags(data, curve.records_at(v))] for v, ci in curve.ci()]), ""]
     return "\n".join(out).rstrip()
+
+
+def _stale_mark(data: ReportData, records: Sequence[Mapping[str, Any]]) -> str:
+    from bench.report_common import STALE_MARK
+    return f" {STALE_MARK}" if any(data.health(r).stale for r in records) else ""
+
+
+def _point_flags(data: ReportData, records: Sequence[Mapping[str, Any]]) -> str:
+    failed = [r for r in records if data.health(r).is_failed]
+    slow = [r for r in records if data.health(r).not_converged]
+    parts = []
+    if failed:
+        parts.append(f"**failed run** ({len(failed)}/{len(records)}: {data.health(failed[0]).failed[0]})")
+    if slow:
+        parts.append(f"not converged ({len(slow)}/{len(records)})")
+    return "; ".join(parts) or DASH
 
 
 def _axes():

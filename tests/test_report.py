@@ -32,8 +32,10 @@ def test_golden_report(tmp_path, monkeypatch):
         expected.write_text(text)
     assert text == expected.read_text(), "REPORT.md changed: see the module docstring to regenerate"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "csra-heads-ablation-csra-heads.png", "csra-mode-default.png",
+        "csra-heads-ablation-csra-heads.png", "csra-mode-default.png", "learning-curves-default.png",
         "probmcl-tau-ablation-probmcl-tau.png", "training-free-lambda-default.png"]
+    # the golden records carry no code fingerprint: every row is stale, marked, and counted
+    assert "**Stale records:** 14 of 14 rows (36 of 36 records)" in text and "| asl † | asl | 3 |" in text
     assert text.startswith("<!-- GENERATED FILE: do not edit by hand.")
     # every link points at results/figures/ next to the records
     assert "![" in text and "(tests/golden/results/figures/csra-heads-ablation-csra-heads.png)" in text
@@ -82,7 +84,7 @@ def test_missing_records_name_the_command_and_invent_nothing(tmp_path):
 def test_claim_statuses_from_golden_records():
     data = ReportData(GOLDEN / "results", bootstrap_resamples=RESAMPLES)
     measured, status = claims.greater("probmcl", "asl")(data)
-    assert status == claims.DIRECTION and "probmcl higher" in measured
+    assert status == claims.DIRECTION and "probmcl - asl: +" in measured and "`bench run --suite default`" in measured
     _, status = claims.greater("mlgcn", "baseline")(data)
     assert status == claims.NOT_REPRODUCED  # no significant difference in these records
     _, status = claims.arithmetic("86.62 - 85.9", 86.62 - 85.9, 0.8)(data)
