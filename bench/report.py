@@ -50,7 +50,7 @@ def _flags(data: ReportData, runs: list[dict]) -> str:
     if slow:
         parts.append(f"not converged ({len(slow)}/{len(runs)} seeds)")
     stale = [r for r in runs if data.health(r).stale]
-    if stale:
+    if stale and len(stale) < len(runs):  # all stale: the row's mark says it
         parts.append(f"stale {STALE_MARK} ({len(stale)}/{len(runs)} seeds)")
     return "; ".join(parts) or "—"
 
@@ -60,7 +60,8 @@ def _gain(data: ReportData, runs: list[dict]) -> str:
     gains = [g for g in gains if g is not None]
     if not gains:
         return "—"
-    return fmt(sum(gains) / len(gains), 2) + ("" if len(gains) == 1 else f" (max {fmt(max(gains), 2)})")
+    mean = sum(gains) / len(gains)
+    return fmt(mean, 2) + ("" if fmt(max(gains), 2) == fmt(mean, 2) else f" (max {fmt(max(gains), 2)})")
 
 
 def _header(results: str, output: str) -> list[str]:
@@ -111,7 +112,7 @@ def _methods_section(data: ReportData, suite: str) -> list[str]:
             "**failed run** = no evidence (test mAP within "
             f"{_margin()} points of chance, collapse flagged by the method, or all predictions positive/negative at "
             f"0.5); not converged = gain at or above {CONVERGED_GAIN:g}; stale {STALE_MARK} = made by other "
-            "code than the current one.", ""]
+            "code than the current one (row mark; listed in flags when only some seeds are).", ""]
     if tuned_rows:
         out += ["Threshold-dependent test metrics at thresholds chosen on validation:", "",
                 md_table(["Row", "threshold rule", *TUNED_METRICS], tuned_rows), ""]

@@ -62,18 +62,33 @@ def _record(job: JobSpec, scores: np.ndarray, params_m: float, wall_s: float, tr
                          "val_mAP": val_maps, "test_mAP": test_maps,
                          "test": {k: {**test, "mAP": v} for k, v in test_maps.items()}}
     epochs = job.budget["epochs"]
+    # the last epoch's validation gain: 0.3 points (converged), 0.8 for mlgcn seed 2 (not converged)
+    gain = 0.8 if (job.method, job.seed) == ("mlgcn", 2) else 0.3
+    val_curve = [round(val["mAP"] - gain * (epochs - 1 - e), 4) for e in range(epochs)]
+    tuned = {rule: {k: round(min(100.0, test[k] + shift), 4) for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")}
+             for rule, shift in (("global", 1.0), ("per_class", 2.0))}
+    tuned["rule"] = "thresholds chosen on validation (global: max val CF1; per_class: max val F1 per class)"
+    pos, known = (TARGETS == 1).sum(0), (TARGETS != -1).sum(0)
+    collapse = None
+    if job.method == "probmcl":
+        collapse = {"dead_fraction": 0.0, "similarity_std": 0.1, "effective_rank": 20.0, "feature_dim": 64,
+                    "collapsed": False}
     return {
         "job_id": job.job_id, "job": job.to_dict(), "status": "done",
-        "metrics": {"selected": {"val": val, "test": test}, "last": {"val": val, "test": test}},
+        "metrics": {"selected": {"val": val, "test": test, "test_tuned": tuned}, "last": {"val": val, "test": test}},
         "selected_epoch": epochs, "epochs": epochs, "stages": [{"name": "train", "epochs": epochs}],
-        "history": [{"stage": "train", "epoch": e + 1, "train_loss": 1.0 / (e + 1), "val_mAP": val["mAP"],
+        "history": [{"stage": "train", "epoch": e + 1, "train_loss": 1.0 / (e + 1), "val_mAP": val_curve[e],
                      "seconds": 1.0, "images_per_s": 300.0} for e in range(epochs)],
+        "convergence": {"window": [epochs, epochs], "last_quarter_gain": gain, "converged": gain < 0.5,
+                        "rule": "gain over the last 25 % of epochs < 0.5 mAP"},
+        "collapse": collapse,
         "training_free": training_free,
         "timing": {"wall_s": wall_s, "train_s": round(wall_s * 0.8, 2), "eval_s": round(wall_s * 0.1, 2),
                    "train_images_per_s": 300.0, "resumed": False},
         "model": {"params_m": params_m},
         "data": {"name": "mnist-mosaic", "fingerprint": "0123456789ab", "classes": CLASSES,
-                 "n_train": 300, "n_val": 60, "n_test": N_TEST, "conventions": {"class_order": "digit"}},
+                 "n_train": 300, "n_val": 60, "n_test": N_TEST, "conventions": {"class_order": "digit"},
+                 "chance_mAP": round(float((pos / known).mean() * 100), 3)},
         "evaluation": convention_record("paper"),
         "provenance": {"git_commit": "0000000000000000000000000000000000000000", "git_dirty": False,
                        "packages": {"numpy": "2.0.0", "torch": "2.14.1"}, "python": "3.12.0",
