@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--suite", required=True)
     res.add_argument("--results", default="results")
     res.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    res.add_argument("--by", default=None, metavar="COLS",
+                     help="group by comma-separated columns, e.g. threads,machine (mean test mAP per row and group)")
     res.set_defaults(func=_cmd("bench.collect:main"))
 
     cmp_ = sub.add_parser("compare", help="new records vs committed ones, row by row (test mAP, "

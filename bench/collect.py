@@ -1,4 +1,7 @@
-"""`bench results --suite NAME`: one row per finished job (DomainBed's collect_results)."""
+"""`bench results --suite NAME [--by threads,machine]`: one row per finished job (DomainBed's
+collect_results), with where it ran (threads, CPU) and whether it is stale (made by other code).
+``--by`` groups the rows by those columns: mean test mAP per (row, group), the view that shows
+the per-(thread count, CPU) determinism (README "What agreement to expect")."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +10,7 @@ import json
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.store import Store
+from bench.store import Store, record_fingerprint, staleness
 
 METRICS = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
 
@@ -23,6 +26,11 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         row["last_test_mAP"] = round(last["mAP"], 2)
         row["val_mAP"] = round(r["metrics"]["selected"]["val"]["mAP"], 2)
         row["wall_s"] = r["timing"]["wall_s"]
+        prov = r.get("provenance") or {}
+        row["threads"] = prov.get("threads")
+        row["machine"] = prov.get("machine")
+        row["code"] = record_fingerprint(r) or "none"
+        row["state"] = "stale" if staleness(r) else "done"
         row["job_id"] = r["job_id"]
         rows.append(row)
     return pd.DataFrame(rows)
@@ -34,12 +42,20 @@ def main(args: argparse.Namespace) -> int:
         raise BenchError(f"no finished jobs for suite {args.suite!r} under {args.results}/; "
                          f"run `bench run --suite {args.suite}` first")
     df = records_frame(records)
+    by = [c.strip() for c in (getattr(args, "by", None) or "").split(",") if c.strip()]
+    if by:
+        unknown = [c for c in by if c not in df.columns]
+        if unknown:
+            raise BenchError(f"--by {unknown[0]!r}: not a column; columns: {', '.join(df.columns)}")
+        df = (df.groupby(["label", *by], dropna=False)
+              .agg(seeds=("seed", "count"), test_mAP=("test_mAP", "mean"), test_mAP_sd=("test_mAP", "std"))
+              .round(2).reset_index())
     if args.format == "csv":
         print(df.to_csv(index=False), end="")
     elif args.format == "json":
         print(df.to_json(orient="records", indent=1))
     else:
-        print(df.drop(columns=["hparams", "job_id"]).to_markdown(index=False)
+        print(df.drop(columns=[c for c in ("hparams", "job_id") if c in df.columns]).to_markdown(index=False)
               if _has_tabulate() else df.to_string(index=False))
     return 0
 
