@@ -135,5 +135,5 @@ def print_stale(statuses: list[JobStatus], command: str, limit: int = 5) -> int:
     for st in stale[:limit]:
         print(f"  stale {st.job.display_name} seed {st.job.seed} ({st.job.job_id}): {st.reason}")
     if len(stale) > limit:
-        print(f"  ... and {len(stale) - limit} more (`-v` lists every job)")
+        print(f"  ... and {len(stale) - limit} more")
     return len(stale)
