@@ -22,10 +22,18 @@ NORMALIZATIONS = ("none", "imagenet")
 _IMAGENET = (torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225]))
 
 
+def model_in_chans(data_chans: int, normalize: str) -> int:
+    """Channels the model sees: ImageNet normalisation feeds grey images as RGB (replicated)."""
+    return 3 if normalize == "imagenet" else data_chans
+
+
 def to_float(batch: torch.Tensor, normalize: str = "none") -> torch.Tensor:
-    """(B, H, W, C) uint8 -> (B, C, H, W) float32 in [0, 1], optionally ImageNet-normalised."""
+    """(B, H, W, C) uint8 -> (B, C, H, W) float32 in [0, 1], optionally ImageNet-normalised
+    (grey images replicated to 3 channels first, as ImageNet-pretrained stems expect)."""
     x = batch.permute(0, 3, 1, 2).float().div_(255.0)
-    if normalize == "imagenet" and x.shape[1] == 3:
+    if normalize == "imagenet":
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
         mean, std = (t.view(1, 3, 1, 1).to(x.device) for t in _IMAGENET)
         x = (x - mean) / std
     elif normalize not in NORMALIZATIONS:
