@@ -398,6 +398,34 @@ def mixture_nll(z: torch.Tensor, log_pi: torch.Tensor, mu: torch.Tensor, var: to
     return _reduce(-torch.logsumexp(log_pi + gaussian_log_density(z, mu, var), dim=1), reduction)
 
 
+#: Readings of ProbMCL's L_NLL that use the labels (see methods/probmcl.py).
+LABEL_NLL_READINGS = ("label-posterior", "label-conditional")
+
+
+def mixture_label_nll(z: torch.Tensor, log_pi: torch.Tensor, mu: torch.Tensor, var: torch.Tensor,
+                      targets: torch.Tensor, reading: str = "label-posterior",
+                      reduction: str = "sum") -> torch.Tensor:
+    """Label-aware mixture NLL with one component per class (K = C) -> scalar.
+
+    z (M, n); log_pi (M, K) log mixture weights; mu, var (M, K) isotropic or (M, K, n);
+    targets (M, K) in {1, 0, -1} (-1 = ignore: treated as not positive). With
+    J_k = log pi_k + log N(z; mu_k, var_k):
+      "label-posterior":   -log( sum_{k in y} e^J_k / sum_k e^J_k ), the posterior mass of the
+                           sample's own classes (KMCL's reconstruction term, same authors);
+      "label-conditional": -log sum_{k in y} e^J_k, the joint density of z and a true class.
+    A sample without a positive label contributes 0.
+    """
+    if reading not in LABEL_NLL_READINGS:
+        raise ValueError(f"reading={reading!r} must be one of {', '.join(LABEL_NLL_READINGS)}")
+    joint = log_pi + gaussian_log_density(z, mu, var)
+    positive = targets > 0
+    has = positive.any(1)
+    positive = positive | ~has[:, None]  # rows without a positive: finite values, zeroed below
+    own = torch.logsumexp(joint.masked_fill(~positive, -math.inf), dim=1)
+    per_sample = -own if reading == "label-conditional" else torch.logsumexp(joint, dim=1) - own
+    return _reduce(torch.where(has, per_sample, torch.zeros_like(per_sample)), reduction)
+
+
 def bhattacharyya_log_coefficient(mu: torch.Tensor, var: torch.Tensor, dim: int,
                                   scale: float = 1.0) -> torch.Tensor:
     """log BC = -Bhattacharyya distance between component k of sample i and component k of j.

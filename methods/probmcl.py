@@ -14,17 +14,29 @@ linear-probe sense), and a linear classifier on GAP features is trained with ASL
 at its default hyperparameters (``methods.asl.DEFAULTS``). forward = encoder ->
 GAP -> linear, so ``linear_classifier`` exposes (W, b) for CSRA's trick.
 
-What is z in L_NLL? The paper writes -log p(z | x_i) without saying what z is.
-``nll_target`` chooses:
-  * "projection" (default): z = the MDN's n-dim hidden output (its second hidden
-    layer, 128 nodes = the figure's n). This mirrors KMCL (same authors), whose
-    reconstruction term scores the feature the mixture head reads; it is the only
-    n-dimensional quantity in the paper's architecture. Gradients reach both z and
-    the mixture, so the term pulls features toward component means (bounded:
-    var > 1 keeps -log N from diverging).
-  * "projection_detached": same z with stop-gradient: the NLL only fits the mixture.
-  * "encoder": z = the unit-normalised encoder feature h mapped to n dims by a
-    FIXED random orthonormal projection (seeded, not trained, so it cannot collapse).
+What is L_NLL? The paper writes -log p(z | x_i) (Eq. 2) without saying what z is.
+Its own evidence: lambda "equalizes the gradients" of the two terms, and "lower lambda
+reduces the contrastive effect (resembling ASL)" (Sec. 3.3) -- so L_NLL alone must behave
+like a supervised classification loss: it uses the labels. ``nll_target`` chooses:
+  * "label-posterior" (default): with one component per class (K = C),
+    -log( sum_{k in y} pi_k N_k(z) / sum_k pi_k N_k(z) ), the posterior mass of the
+    sample's classes given its projection z (the MDN's n-dim hidden output): the
+    reconstruction term of KMCL, the same authors' method (with the paper's normalised
+    Gaussians and softmax pi). Per sample it is O(log C), the scale of one PCL anchor
+    term, so lambda = 0.3 balances the two summed terms as the paper says.
+  * "label-conditional": -log sum_{k in y} pi_k N_k(z), the joint density of z and a
+    true class (a density in R^n: its scale grows with n).
+  * label-free readings (they ignore y; measured to COLLAPSE at CPU scale: every
+    projection unit dead, every pairwise similarity 1.0, the NLL ~99 % of the loss):
+    "projection" (z = the MDN hidden output, gradients to both), "projection_detached"
+    (stop-gradient on z), "encoder" (h through a FIXED random orthonormal projection).
+After the contrastive stage ``representation_check`` measures collapse
+(``methods.diagnostics``): the record carries the figures and the verdict.
+
+The linear probe reads the unit-normalised h (``probe_input: normalised``, the paper:
+the MDN and the probe both see normalised h); ``raw`` reads the GAP feature as the
+earlier code did. With a normalised input the head is not linear in the feature map,
+so CSRA's training-free trick does not apply (``linear_classifier`` is None).
 """
 from __future__ import annotations
 
@@ -38,10 +50,15 @@ from methods.asl import DEFAULTS as ASL_DEFAULTS
 from methods.backbones import build_backbone
 from methods.base import (BuildContext, HparamError, Hparams, MethodSpec, MultiLabelModel, StageContext,
                           check_choice, check_range)
-from methods.losses import asymmetric_loss, gmm_correlation, mixture_nll, probabilistic_contrastive_loss
+from methods.diagnostics import collapse_stats
+from methods.losses import (LABEL_NLL_READINGS, asymmetric_loss, gmm_correlation, mixture_label_nll, mixture_nll,
+                            probabilistic_contrastive_loss)
 from methods.mixture import ProbMCLMixtureHead
 
-NLL_TARGETS = ("projection", "projection_detached", "encoder")
+NLL_TARGETS = (*LABEL_NLL_READINGS, "projection", "projection_detached", "encoder")
+PROBE_INPUTS = ("normalised", "raw")
+#: Images of the representation check after the contrastive stage.
+CHECK_IMAGES = 512
 
 DEFAULTS = {
     "lambda_pcl": 0.3,
@@ -50,7 +67,8 @@ DEFAULTS = {
     "overlap": "jaccard",
     "n_dims": 128,
     "mdn_hidden": 2048,
-    "nll_target": "projection",
+    "nll_target": "label-posterior",
+    "probe_input": "normalised",  # paper: the probe reads unit-normalised h
     "stage1_fraction": 80 / 120,  # 80 contrastive + 40 classification epochs
     # Paper: the encoder is frozen in stage 2 (a linear probe). "fine-tune" also trains the
     # encoder there -- an explicit deviation, for encoders trained from scratch (CPU scale).
@@ -127,10 +145,38 @@ class ProbMCLModel(MultiLabelModel):
         return self.backbone(images).mean(dim=(2, 3))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pooled(images))
+        h = self.pooled(images)
+        return self.fc(nn.functional.normalize(h, dim=1) if self.hp["probe_input"] == "normalised" else h)
 
-    def linear_classifier(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def linear_classifier(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        if self.hp["probe_input"] == "normalised":
+            return None  # normalise-then-linear is not linear in the feature map: no trick
         return self.fc.weight, self.fc.bias
+
+    #: The stage after which the runner calls ``representation_check``.
+    checked_stage = "contrastive"
+
+    @torch.no_grad()
+    def representation_check(self, batches) -> dict:
+        """Collapse figures (methods.diagnostics) on up to CHECK_IMAGES unaugmented images."""
+        was = self.training
+        self.eval()
+        hs, zs, mixes = [], [], []
+        seen = 0
+        for images, _ in batches:
+            h = self.backbone(images).mean(dim=(2, 3))
+            mix = self.mdn(h)
+            hs.append(h)
+            zs.append(mix.z)
+            mixes.append(mix)
+            seen += len(images)
+            if seen >= CHECK_IMAGES:
+                break
+        self.train(was)
+        cat = lambda name: torch.cat([getattr(m, name) for m in mixes])[:CHECK_IMAGES]  # noqa: E731
+        lp, mu, var = cat("log_pi"), cat("mu"), cat("var")
+        sim = gmm_correlation(lp, mu, var, lp, mu, var, self.hp["n_dims"], log_weights=True)
+        return collapse_stats(torch.cat(hs)[:CHECK_IMAGES], torch.cat(zs)[:CHECK_IMAGES], sim)
 
     # -- losses -------------------------------------------------------------
     def contrastive_loss(self, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -138,18 +184,23 @@ class ProbMCLModel(MultiLabelModel):
         h = self.backbone(images).mean(dim=(2, 3))
         mix = self.mdn(h)
         target = self.hp["nll_target"]
-        if target == "projection":
-            z = mix.z
-        elif target == "projection_detached":
-            z = mix.z.detach()
+        if target in LABEL_NLL_READINGS:
+            nll = mixture_label_nll(mix.z, mix.log_pi, mix.mu, mix.var, targets, target, reduction="sum")
         else:
-            z = nn.functional.normalize(h, dim=1) @ self.encoder_projection
-        nll = mixture_nll(z, mix.log_pi, mix.mu, mix.var, reduction="sum")
+            nll = mixture_nll(self._label_free_z(h, mix.z, target), mix.log_pi, mix.mu, mix.var, reduction="sum")
         sim = gmm_correlation(mix.log_pi, mix.mu, mix.var, mix.log_pi, mix.mu, mix.var,
                               self.hp["n_dims"], log_weights=True)
         pcl = probabilistic_contrastive_loss(sim, targets, self.hp["alpha"], self.hp["tau"],
                                              self.hp["overlap"], reduction="sum")
+        self.loss_parts = {"nll": nll.detach(), "lambda_pcl": (self.hp["lambda_pcl"] * pcl).detach()}
         return nll + self.hp["lambda_pcl"] * pcl
+
+    def _label_free_z(self, h: torch.Tensor, z: torch.Tensor, target: str) -> torch.Tensor:
+        if target == "projection":
+            return z
+        if target == "projection_detached":
+            return z.detach()
+        return nn.functional.normalize(h, dim=1) @ self.encoder_projection
 
     def loss(self, views: Sequence[torch.Tensor], targets: torch.Tensor, stage: str) -> torch.Tensor:
         if stage == "contrastive":
@@ -172,6 +223,7 @@ def validate(hp: Hparams) -> None:
     check_choice(hp, "overlap", ("jaccard", "cosine"))
     check_choice(hp, "nll_target", NLL_TARGETS)
     check_choice(hp, "stage2", STAGE2_MODES)
+    check_choice(hp, "probe_input", PROBE_INPUTS)
     check_range(hp, "stage1_fraction", 0, 1, low_open=True)
     for name in ("n_dims", "mdn_hidden"):
         v = hp[name]
