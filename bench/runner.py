@@ -26,13 +26,16 @@ import torch
 import methods
 from bench import data as datasets
 from bench import distributed
+from bench.augment import model_in_chans
+from bench.convergence import chance_map, convergence, write_epoch_log
 from bench.errors import BenchError
 from bench.jobs import JobSpec, canonical_json
 from bench.metrics import convention_record, evaluate
 from bench.provenance import now, provenance
 from bench.store import JobDir, Store, atomic_write_bytes
-from bench.training import (batch_views, build_optimizer, build_schedule, derived_seed,
-                            epoch_batches, iterate_plain, predict_scores, predict_training_free)
+from bench.thresholds import tuned_metrics
+from bench.training import (batch_views, build_optimizer, build_schedule, derived_seed, epoch_batches,
+                            iterate_plain, optimizer_groups, predict_scores, predict_training_free)
 from methods.base import BuildContext, MultiLabelModel, StageContext
 
 CACHE_DIR = os.environ.get("BENCH_CACHE_DIR", ".cache/data")
@@ -63,6 +66,19 @@ def resolve_device(device: str | None) -> str:
     if device:
         return device
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def backbone_weights(job: JobSpec, in_chans: int, progress: bool) -> tuple[dict[str, Any], dict | None]:
+    """The backbone options with ``weights: in-domain`` resolved to the cached pretrained file
+    (bench.pretrain, made once), and that pretraining's info for the record (else None)."""
+    options = dict(job.backbone.get("options", {}))
+    if options.get("weights") != "in-domain":
+        return options, None
+    from bench.pretrain import in_domain_weights
+
+    info = in_domain_weights(job.dataset, job.backbone["name"], options, int(job.budget["resolution"]),
+                             in_chans, job.budget["normalize"], CACHE_DIR, progress)
+    return {**options, "pretrained_path": info["path"], "weights_sha256": info["sha256"]}, info
 
 
 def stage_epochs(model: MultiLabelModel, job: JobSpec) -> list[int]:
@@ -132,14 +148,20 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
     hp = spec.resolve(job.hparams)
     data = load_job_data(job)
     budget, norm = job.budget, job.budget["normalize"]
+    in_chans = model_in_chans(data.in_chans, norm)
+    backbone_options, pretraining = backbone_weights(job, in_chans, progress)
     torch.manual_seed(derived_seed(job.seed, "init"))
     ctx = BuildContext(num_classes=data.num_classes, class_names=data.classes,
                        train_targets=data.train.targets, backbone=job.backbone["name"],
-                       backbone_options=job.backbone.get("options", {}),
-                       resolution=int(budget["resolution"]), in_chans=data.in_chans, device=device)
+                       backbone_options=backbone_options,
+                       resolution=int(budget["resolution"]), in_chans=in_chans, device=device)
     model = spec.build(ctx, hp).to(device)
     epochs = stage_epochs(model, job)
     state = _load_checkpoint(jd, model)
+    if state is not None and progress:
+        print(f"resuming {job.display_name} seed {job.seed} ({job.job_id}) from epoch "
+              f"{len(state['history'])} of {sum(epochs)}", flush=True)
+    collapse = state.get("collapse") if state else None
     distributed.broadcast_state(model)  # DDP: every rank starts from rank 0's weights
     history: list[dict[str, Any]] = state["history"] if state else []
     best = state["best"] if state else {"val_mAP": -math.inf, "epoch": 0, "state": None}
@@ -158,8 +180,7 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
             iterate_train=lambda: iterate_plain(data.train, int(budget["eval_batch_size"]), norm, device),
             train_targets=data.train.targets, resuming=done_in_stage > 0))
         params = [p for p in model.trainable_parameters(stage) if p.requires_grad]
-        groups = (model.lr_groups(stage) if job.protocol == "paper-recipe"
-                  else [("all", params, 1.0)])
+        groups = optimizer_groups(model, stage, params, job.protocol, job.optimizer)
         opt = build_optimizer(groups, job.optimizer)
         steps = len(data.train) // bs
         sched = build_schedule(opt, job.optimizer, n_epochs, steps)
@@ -168,12 +189,14 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
             sched.load_state_dict(state["scheduler"])
         for epoch in range(done_in_stage, n_epochs):
             e0 = time.perf_counter()
-            loss = _train_epoch(model, job, data.train, stage, si, epoch, opt, sched, params, device, progress)
+            loss, parts = _train_epoch(model, job, data.train, stage, si, epoch, opt, sched, params, device,
+                                       progress)
             seconds = time.perf_counter() - e0
             train_s += seconds
             entry: dict[str, Any] = {"stage": stage, "epoch": epoch + 1, "train_loss": loss,
-                                     "val_mAP": None, "seconds": round(seconds, 3),
-                                     "images_per_s": round(steps * bs / seconds, 1)}
+                                     "val_mAP": None, "lr": float(f"{opt.param_groups[-1]['lr']:.6g}"),
+                                     "seconds": round(seconds, 3),
+                                     "images_per_s": round(steps * bs / seconds, 1), **parts}
             if stage == model.selection_stage() and distributed.is_main():  # DDP: rank 0 evaluates
                 val = evaluate(predict_scores(model, data.val, int(budget["eval_batch_size"]), norm, device),
                                data.val.targets, job.evaluation["convention"])
@@ -183,8 +206,17 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
                     best = {"val_mAP": score, "epoch": epoch + 1,
                             "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             history.append(entry)
+            if epoch + 1 == n_epochs and stage == getattr(model, "checked_stage", None):
+                collapse = model.representation_check(
+                    iterate_plain(data.val, int(budget["eval_batch_size"]), norm, device))
+                if progress:
+                    print(f"  {job.display_name} seed {job.seed} after {stage}: "
+                          f"{'COLLAPSED' if collapse['collapsed'] else 'not collapsed'} "
+                          f"(dead {collapse['dead_fraction']:.2f}, similarity sd {collapse['similarity_std']:.4f}, "
+                          f"effective rank {collapse['effective_rank']:.1f})", flush=True)
             if distributed.is_main():  # DDP: rank 0 writes; the others wait at the barrier
-                _save_checkpoint(jd, model, opt, sched, si, epoch + 1, best, history, train_s)
+                _save_checkpoint(jd, model, opt, sched, si, epoch + 1, best, history, train_s, collapse)
+                write_epoch_log(jd.path / "summary.csv", history)
             distributed.barrier()  # DDP
             if progress:
                 print(f"  {job.display_name} seed {job.seed} {stage} epoch {epoch + 1}/{n_epochs}: "
@@ -195,11 +227,14 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
     e0 = time.perf_counter()
     record_metrics, predictions, trick = _final_evaluation(model, job, data, best, device)
     eval_s = time.perf_counter() - e0
+    weights = getattr(getattr(model, "backbone", None), "weights_info", None)
     record = {
         "job_id": job.job_id, "job": job.to_dict(), "status": "done",
         "metrics": record_metrics, "selected_epoch": best["epoch"], "epochs": int(budget["epochs"]),
         "stages": [{"name": s, "epochs": e} for s, e in zip(model.stages, epochs)],
         "history": history, "training_free": trick,
+        "convergence": convergence(history), "collapse": collapse,
+        "backbone_weights": None if weights is None else {**weights, "pretraining": pretraining},
         "timing": {"wall_s": round(time.perf_counter() - t0 + prior_s, 2),
                    "train_s": round(train_s, 2), "eval_s": round(eval_s, 2),
                    "train_images_per_s": round(sum(epochs) * (len(data.train) // bs) * bs / max(train_s, 1e-9), 1),
@@ -209,6 +244,7 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
         "hparams_resolved": hp,
         "data": {"name": data.name, "fingerprint": data.fingerprint, "classes": list(data.classes),
                  "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
+                 "chance_mAP": chance_map(data.test.targets),
                  "conventions": dict(data.conventions)},
         "evaluation": convention_record(job.evaluation["convention"]),
         "provenance": {**provenance(device, threads), "started_at": started, "finished_at": now()},
@@ -225,7 +261,8 @@ def _train_epoch(model: MultiLabelModel, job: JobSpec, train: datasets.Split, st
     batches = epoch_batches(len(train), int(job.budget["batch_size"]), gen)
     n_views, clip = model.views(stage), job.optimizer.get("grad_clip")
     model.train()
-    total = 0.0
+    total = torch.zeros(())
+    parts: dict[str, torch.Tensor] = {}
     bar = _progress(batches, f"{job.display_name}/{stage} e{epoch + 1}", progress)
     for step, idx in enumerate(bar):
         views, targets = batch_views(train, idx, n_views, job.budget["augmentation"],
@@ -242,8 +279,11 @@ def _train_epoch(model: MultiLabelModel, job: JobSpec, train: datasets.Split, st
             torch.nn.utils.clip_grad_norm_(params, float(clip))
         opt.step()
         sched.step()
-        total += float(loss.detach())
-    return round(distributed.average_scalar(total) / len(batches), 6)  # DDP: mean over ranks
+        total += loss.detach().cpu()  # summed on the host once per epoch: no per-step float()
+        for name, value in (getattr(model, "loss_parts", None) or {}).items():
+            parts[name] = parts.get(name, 0.0) + value.cpu()
+    mean = {f"loss_{k}": round(float(v) / len(batches), 6) for k, v in parts.items()}
+    return round(distributed.average_scalar(float(total)) / len(batches), 6), mean  # DDP: mean over ranks
 
 
 def _progress(items: list, desc: str, enabled: bool):
@@ -260,16 +300,19 @@ def _final_evaluation(model: MultiLabelModel, job: JobSpec, data: datasets.Multi
     """Test (and val) metrics at the last and the selected epoch; the training-free trick."""
     ebs, norm, conv = int(job.budget["eval_batch_size"]), job.budget["normalize"], job.evaluation["convention"]
 
-    def both() -> tuple[dict, dict, np.ndarray]:
+    def both() -> tuple[dict, dict, np.ndarray, np.ndarray]:
         val = predict_scores(model, data.val, ebs, norm, device)
         test = predict_scores(model, data.test, ebs, norm, device)
-        return evaluate(val, data.val.targets, conv), evaluate(test, data.test.targets, conv), test
+        return evaluate(val, data.val.targets, conv), evaluate(test, data.test.targets, conv), test, val
 
-    last_val, last_test, _ = both()
+    last_val, last_test, _, _ = both()
     if best["state"] is not None:
         model.load_state_dict(best["state"])
-    sel_val, sel_test, test_scores = both()
-    metrics = {"selected": {"val": sel_val, "test": sel_test}, "last": {"val": last_val, "test": last_test}}
+    sel_val, sel_test, test_scores, val_scores = both()
+    metrics = {"selected": {"val": sel_val, "test": sel_test,
+                            "test_tuned": tuned_metrics(val_scores, data.val.targets, test_scores,
+                                                        data.test.targets)},
+               "last": {"val": last_val, "test": last_test}}
     predictions = {"test_scores": test_scores, "test_targets": data.test.targets.astype(np.int8)}
     trick = None
     if model.linear_classifier() is not None:
@@ -297,12 +340,12 @@ def _training_free(model: MultiLabelModel, job: JobSpec, data: datasets.MultiLab
 
 
 def _save_checkpoint(jd: JobDir, model, opt, sched, stage_index: int, epochs_done: int,
-                     best: dict, history: list, train_s: float) -> None:
+                     best: dict, history: list, train_s: float, collapse: dict | None) -> None:
     buf = io.BytesIO()
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "stage_index": stage_index,
                 "epochs_done": epochs_done, "best": best, "history": copy.deepcopy(history),
-                "train_s": train_s}, buf)
+                "train_s": train_s, "collapse": collapse}, buf)
     atomic_write_bytes(jd.checkpoint_file, buf.getvalue())
 
 

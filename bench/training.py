@@ -39,13 +39,29 @@ def param_groups(groups: LrGroups, lr: float, weight_decay: float) -> list[dict[
     return out
 
 
+def optimizer_groups(model: nn.Module, stage: str, params: list[nn.Parameter], protocol: str,
+                     cfg: Mapping[str, Any]) -> LrGroups:
+    """(name, params, lr scale) groups of a stage. paper-recipe: the method's own ``lr_groups``.
+    equal-budget: the backbone at ``backbone_lr_scale`` x the head's lr (fine-tuning as the
+    papers do: 0.1), everything else at 1x; one group when the scale is 1."""
+    if protocol == "paper-recipe":
+        return model.lr_groups(stage)
+    scale = float(cfg.get("backbone_lr_scale", 1.0))
+    backbone = getattr(model, "backbone", None)
+    if scale == 1.0 or backbone is None:
+        return [("all", params, 1.0)]
+    ids = {id(p) for p in backbone.parameters()}
+    return [("backbone", [p for p in params if id(p) in ids], scale),
+            ("head", [p for p in params if id(p) not in ids], 1.0)]
+
+
 def build_optimizer(groups: LrGroups, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
     """Optimiser ``cfg['name']`` over ``groups`` (see param_groups)."""
     name, lr = cfg["name"], float(cfg["lr"])
     pg = param_groups(groups, lr, float(cfg["weight_decay"]))
     if name == "adamw":
         return torch.optim.AdamW(pg, lr=lr)
-    if name == "adam":  # L2 penalty as in torch's Adam; ASL's "true wd" is adamw
+    if name == "adam":  # coupled L2 on the weights only (param_groups): official ASL/KMCL code
         return torch.optim.Adam(pg, lr=lr)
     if name == "sgd":
         return torch.optim.SGD(pg, lr=lr, momentum=float(cfg["momentum"]))
