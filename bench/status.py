@@ -116,7 +116,8 @@ def main(args: argparse.Namespace) -> int:
                   f"{st.slurm_job_id} {st.scheduler_state}")
     extra = f" --results {args.results}" if args.results != "results" else ""
     print_stale(statuses, f"bench sweep {args.sweep}{extra} --rerun-stale" if args.sweep
-                else f"bench run --suite {args.suite}{extra} --rerun-stale")
+                else f"bench run --suite {args.suite}{extra} --rerun-stale",
+                limit=len(statuses) if args.verbose else 5)
     failed = [s for s in statuses if s.state == "failed"]
     for st in failed:
         print(f"  FAILED {st.job.display_name} seed {st.job.seed} ({st.job.job_id}, slurm {st.slurm_job_id or '-'}):"
