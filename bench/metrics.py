@@ -130,7 +130,8 @@ def _average_precision(score_array: np.ndarray, target_array: np.ndarray, ties: 
     ``ties="sort"`` (precision at each positive of a stable descending order) equals this in
     every class whose positives have no tied score (the order among ties is the only difference);
     in a class with a tie at a positive, :func:`_stable_order_ap` counts, for each positive, the
-    entries tied with it that come first in image order.
+    entries tied with it that come first in image order (or, when ties are most of the class, the
+    explicit stable sort of :func:`_average_precision_sorted` does).
     """
     n_images, n_classes = score_array.shape
     if n_images == 0:
@@ -147,6 +148,7 @@ def _average_precision(score_array: np.ndarray, target_array: np.ndarray, ties: 
     sorted_scores = np.sort(class_scores, axis=1)  # ascending, NaN (ignored) last
     is_positive = class_targets == 1
     ap = np.full(n_classes, np.nan)
+    sorted_classes = []
     for c in range(n_classes):
         positives = np.sort(class_scores[c][is_positive[c]])
         n_positive = positives.size
@@ -157,22 +159,36 @@ def _average_precision(score_array: np.ndarray, target_array: np.ndarray, ties: 
         retrieved = n_valid[c] - first                                     # entries with score >= s
         true_pos = n_positive - np.searchsorted(positives, positives, side="left")
         ap[c] = float(np.sum(true_pos / retrieved)) / n_positive
-        if ties == "sort" and (np.searchsorted(column, positives, side="right") - first > 1).any():
-            kept = ~ignored[c] if has_ignored else slice(None)
-            ap[c] = _stable_order_ap(class_scores[c][kept], is_positive[c][kept], column, positives)
+        if ties == "sort":
+            tied = np.searchsorted(column, positives, side="right") - first > 1
+            if tied.any():
+                tied_values = np.unique(positives[tied])
+                n_tied = int(np.sum(np.searchsorted(column, tied_values, side="right")
+                                    - np.searchsorted(column, tied_values, side="left")))
+                if n_tied > column.size // 8:  # mostly ties: the explicit stable sort is cheaper
+                    sorted_classes.append(c)
+                else:
+                    kept = ~ignored[c] if has_ignored else slice(None)
+                    ap[c] = _stable_order_ap(class_scores[c][kept], is_positive[c][kept], column, positives,
+                                             tied_values)
+    if sorted_classes:
+        ap[sorted_classes] = _average_precision_sorted(score_array[:, sorted_classes],
+                                                       target_array[:, sorted_classes], ties)
     return ap
 
 
-def _stable_order_ap(values: np.ndarray, positive: np.ndarray, column: np.ndarray, positives: np.ndarray) -> float:
+def _stable_order_ap(values: np.ndarray, positive: np.ndarray, column: np.ndarray, positives: np.ndarray,
+                     tied_values: np.ndarray) -> float:
     """Tie-unaware AP of one class: precision at each positive of the stable descending order.
 
     ``values``/``positive``: the retained entries in image order; ``column`` their sorted values,
     ``positives`` the sorted positive values. A positive's rank is #entries with a greater score
     plus #entries with an equal score at or before it in image order (the stable order); its
-    true-positive count is the same over positives. Only entries whose value equals some
-    positive's value (the candidates) need the second count.
+    true-positive count is the same over positives. Only the positives and the entries whose
+    value equals a tied positive's (sorted ``tied_values``) need the second count.
     """
-    candidates = np.flatnonzero(np.isin(values, positives))           # image order, includes every positive
+    where = np.minimum(np.searchsorted(tied_values, values), tied_values.size - 1)
+    candidates = np.flatnonzero((tied_values[where] == values) | positive)  # image order
     order = candidates[np.argsort(values[candidates], kind="stable")]  # by value, image order inside ties
     tied_values = values[order]
     is_pos = positive[order]
@@ -193,8 +209,8 @@ def _stable_order_ap(values: np.ndarray, positive: np.ndarray, column: np.ndarra
 def _average_precision_sorted(score_array: np.ndarray, target_array: np.ndarray, ties: str) -> np.ndarray:
     """Per-class AP by an explicit argsort of every column (the reference formula, written out).
 
-    Not used by the evaluator: it equals :func:`_average_precision` for both tie options and is
-    kept as the independent check the tests and ``benchmarks/bench_metrics.py`` compare with."""
+    Used for ``ties="sort"`` in classes that are mostly ties; it equals :func:`_average_precision`
+    for both tie options and is the independent check of the tests and the benchmark."""
     n_images, n_classes = score_array.shape
     if n_images == 0:
         return np.full(n_classes, np.nan)

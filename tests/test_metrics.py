@@ -142,6 +142,36 @@ def test_counting_ap_equals_argsort_method_on_small_tied_problems(seed: int) -> 
                                    rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_sort_ties_few_tied_positives_counting_path(seed: int) -> None:
+    """Mostly distinct scores with a few tie groups at positives (the counting path, not the argsort)."""
+    from bench.metrics import _average_precision, _average_precision_sorted, _check_inputs
+    rng = np.random.default_rng(200 + seed)
+    n = 400
+    targets = (rng.random((n, 3)) < 0.2).astype(np.int8)
+    targets[rng.random((n, 3)) < 0.05] = -1
+    scores = rng.random((n, 3)).astype(np.float32)
+    for c in range(3):
+        pos = np.flatnonzero(targets[:, c] == 1)
+        for group in range(3):  # a positive's value copied onto a few other rows, some positive
+            rows = rng.choice(n, size=int(rng.integers(1, 5)), replace=False)
+            scores[rows, c] = scores[pos[group], c]
+    checked = _check_inputs(scores, targets)
+    got = _average_precision(*checked, "sort")
+    np.testing.assert_allclose(got, _average_precision_sorted(*checked, "sort"), rtol=1e-13, atol=1e-13)
+    for c in range(3):  # and a stable-order loop written out
+        hits = seen = 0
+        precisions = []
+        for i in sorted(range(n), key=lambda i: -scores[i, c]):
+            if targets[i, c] == -1:
+                continue
+            seen += 1
+            if targets[i, c] == 1:
+                hits += 1
+                precisions.append(hits / seen)
+        assert got[c] == pytest.approx(np.mean(precisions), rel=1e-12)
+
+
 # --------------------------------------------------------------------------- P / R / F1 by hand
 
 HAND_SCORES = np.array([[0.9, 0.2], [0.6, 0.7], [0.3, 0.8], [0.1, 0.6]])
