@@ -511,12 +511,30 @@ def validate_suite(suite: SuiteSpec, where: str) -> SuiteSpec:
         from bench.slurm import parse_cluster
 
         parse_cluster(suite.cluster, f"{where}: cluster")  # one-line BenchError (exit 2)
-    if suite.protocol == "paper-recipe":
-        for i, row in enumerate(suite.rows):
-            budget, optimizer = recipe_budget(suite, row.method)
+    for i, row in enumerate(suite.rows):
+        budget, optimizer = recipe_budget(suite, row.method)
+        if suite.protocol == "paper-recipe":
             check_budget(f"{where}: methods[{i}] ({row.method} paper recipe)", budget)
             check_optimizer(f"{where}: methods[{i}] ({row.method} paper recipe)", optimizer)
+        stages = method_stages(row.method)
+        split = budget.get("stage_split")
+        if split is not None and stages is not None and len(split) != len(stages):
+            raise SpecError(f"{where}: methods[{i}] ({row.method}): budget.stage_split={list(split)} "
+                            f"needs {len(stages)} entr{'y' if len(stages) == 1 else 'ies'}, one per stage "
+                            f"{list(stages)}")
     return suite
+
+
+def method_stages(method: str) -> tuple[str, ...] | None:
+    """The training stages of a method's model, read from its builder's return annotation
+    (no model is built); None when the builder does not say."""
+    import typing
+
+    try:
+        model_cls = typing.get_type_hints(methods.get(method).build).get("return")
+        return tuple(model_cls.stages)
+    except Exception:  # noqa: BLE001 -- an unannotated builder: the runner checks at run time
+        return None
 
 
 #: Recipe keys the suite always decides: a suite is one (backbone, resolution) configuration.

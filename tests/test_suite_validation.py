@@ -277,3 +277,10 @@ def test_executor_and_cluster_checked_at_load(tmp_path, item, needle):
 
     with pytest.raises(USER_ERRORS, match=needle):
         load_suite(str(tiny_suite(tmp_path)), [item])
+
+
+def test_stage_split_must_fit_every_rows_stages(tmp_path):
+    path = tiny_suite(tmp_path, methods=["probmcl", "imlgcn"])
+    assert load_suite(str(path), ["budget.stage_split=[1, 1]"])  # two stages each
+    with pytest.raises(SpecError, match=r"methods\[0\] \(baseline\).*one per stage"):
+        load_suite(str(tiny_suite(tmp_path, name="one")), ["budget.stage_split=[1, 1]"])
