@@ -501,6 +501,16 @@ def validate_suite(suite: SuiteSpec, where: str) -> SuiteSpec:
     check_budget(where, suite.budget)
     check_backbone(where, suite.backbone, suite.budget["resolution"])
     check_dataset(where, suite.dataset, suite.budget["resolution"])
+    if suite.dataset["name"] == "mnist-mosaic":  # its training size is known without data
+        from bench.data.embedded import MosaicOptions
+
+        n = MosaicOptions.parse(dict(suite.dataset.get("options") or {})).n_train
+        n = min(n, suite.budget["train_images"] or n)
+        for i, row in enumerate(suite.rows):
+            bs = recipe_budget(suite, row.method)[0]["batch_size"]
+            if bs > n:
+                raise SpecError(f"{where}: methods[{i}] ({row.method}): budget.batch_size={bs} exceeds the "
+                                f"{n} training images (dataset.options.n_train / budget.train_images)")
     check_optimizer(where, suite.optimizer)
     check_evaluation(where, suite.evaluation)
     extra = sorted(set(suite.executor) - {"name"})

@@ -284,3 +284,11 @@ def test_stage_split_must_fit_every_rows_stages(tmp_path):
     assert load_suite(str(path), ["budget.stage_split=[1, 1]"])  # two stages each
     with pytest.raises(SpecError, match=r"methods\[0\] \(baseline\).*one per stage"):
         load_suite(str(tiny_suite(tmp_path, name="one")), ["budget.stage_split=[1, 1]"])
+
+
+def test_batch_larger_than_the_embedded_training_set(tmp_path):
+    path = tiny_suite(tmp_path)  # n_train 128
+    with pytest.raises(SpecError, match="budget.batch_size=256 exceeds the 128 training images"):
+        load_suite(str(path), ["budget.batch_size=256"])
+    with pytest.raises(SpecError, match="exceeds the 16 training images"):
+        load_suite(str(path), ["budget.train_images=16"])
