@@ -244,3 +244,19 @@ def test_failed_rerun_puts_the_stale_record_back(tmp_path, capsys, monkeypatch):
     assert "old (stale) records are back" in capsys.readouterr().out
     jd = Store(root).job_dir(jobs[0])
     assert jd.state == "stale" and json.loads(jd.record_file.read_text())["job_id"] == jobs[0].job_id
+
+
+def test_sweep_dry_run_uses_the_same_state_names(tmp_path, capsys):
+    from bench import sweep_cmd
+    from bench.sweeps import expand_sweep, load_sweep
+
+    root = tmp_path / "res"
+    jobs = expand_sweep(load_sweep("ablation-csra-norm-cpu"))
+    _finish(Store(root).job_dir(jobs[0]), _record(jobs[0].job_id, None))
+    args = argparse.Namespace(spec="ablation-csra-norm-cpu", seeds=None, data_root=None, results=str(root),
+                              executor=None, cluster=[], dry_run=True, device=None, threads=1, rerun_stale=False,
+                              sets=[])
+    assert sweep_cmd.main(args) == 0
+    out = capsys.readouterr().out
+    assert f"{len(jobs)} jobs: {len(jobs) - 1} new, 1 stale" in out and "missing" not in out
+    assert "bench sweep ablation-csra-norm-cpu --results" in out and "--rerun-stale" in out
