@@ -62,6 +62,7 @@ def main(args: argparse.Namespace) -> int:
         return st.active and (bool(st.slurm_job_id) or layout is None)
 
     stale = [st.job for st in statuses if st.state == "stale"]
+    mixed = [st.job for st in statuses if st.state == "incomplete" and store.job_dir(st.job).started_by_other_code()]
     busy = [st.job for st in statuses if left_alone(st)]
     todo = [st.job for st in statuses if not left_alone(st)
             and (st.state not in ("done", "stale") or (rerun_stale and st.state == "stale"))]
@@ -75,9 +76,14 @@ def main(args: argparse.Namespace) -> int:
     elif stale:
         print(f"--rerun-stale: rerunning {len(stale)} stale record(s); each old record is kept in "
               f"<job>/stale-<fingerprint>/ until its new one is done")
+    if mixed and not rerun_stale:
+        print(f"{len(mixed)} interrupted job(s) were started by other code: resuming them mixes code and gives "
+              f"stale records; `{command}` restarts them from scratch")
+    elif mixed:
+        print(f"--rerun-stale: restarting {len(mixed)} interrupted job(s) started by other code from scratch")
     if todo:
         _preflight(todo[0])
-    for job in stale if rerun_stale and rank0 else []:
+    for job in stale + mixed if rerun_stale and rank0 else []:
         store.job_dir(job).set_aside()
     name = args.executor or suite.executor.get("name", "local")
     options = {"device": args.device, "threads": args.threads}

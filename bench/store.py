@@ -6,6 +6,7 @@ Files of a job folder, each written atomically (temp file + rename):
   record.json      the final record (metrics, history, provenance)
   predictions.npz  test scores at the selected epoch (for bootstrap tests in the report)
   error.txt        the last failure's traceback (removed when the job succeeds)
+  code.txt         the code fingerprint of every attempt (start, resumes); removed when DONE
   DONE             written LAST; a folder without it is not a result
   stale-<fp>/      a stale record set aside by ``bench run --rerun-stale`` (DONE, record.json,
                    predictions.npz of code <fp>); removed once the new record is DONE
@@ -167,6 +168,10 @@ class JobDir:
         if self.done_file.exists():
             return "incomplete", "DONE marker but record.json is missing or unreadable (killed while writing?)"
         if self.job_file.exists() or self.checkpoint_file.exists() or self.record_file.exists():
+            other = [f for f in self.attempt_fingerprints() if f != current_code_fingerprint()]
+            if other and self.checkpoint_file.exists():
+                return "incomplete", (f"started by other code ({other[-1]}): resuming mixes code and gives a stale "
+                                      "record; `--rerun-stale` restarts it from scratch")
             return "incomplete", "started, not finished: resumes from its last epoch checkpoint"
         return "new", ""
 
@@ -175,6 +180,11 @@ class JobDir:
         """One of :data:`STATES` (see the module docstring)."""
         return self.describe()[0]
 
+    def started_by_other_code(self) -> bool:
+        """Not done, a checkpoint exists, and an earlier attempt ran other code than the current."""
+        return (not self.is_done and self.checkpoint_file.exists()
+                and any(f != current_code_fingerprint() for f in self.attempt_fingerprints()))
+
     def stale_dirs(self) -> list[Path]:
         return sorted(p for p in self.path.glob(STALE_PREFIX + "*") if p.is_dir()) if self.path.is_dir() else []
 
@@ -182,40 +192,65 @@ class JobDir:
         """Move a stale record (DONE first, then record.json, predictions.npz) into
         ``stale-<fingerprint>/`` so the job runs again; :meth:`finish` deletes it once the new
         record is DONE, :meth:`restore_aside` puts it back if the rerun fails."""
-        fp = record_fingerprint(self.record()) or "unknown"
+        fp = record_fingerprint(self.record()) or (self.attempt_fingerprints() or ["unknown"])[-1]
         aside = self.path / f"{STALE_PREFIX}{fp}"
         n = 1
         while aside.exists():
             n += 1
             aside = self.path / f"{STALE_PREFIX}{fp}-{n}"
         aside.mkdir(parents=True)
-        for f in (self.done_file, self.record_file, self.predictions_file):  # DONE first: never half-done
+        for f in (self.done_file, self.record_file, self.predictions_file, self.checkpoint_file,
+                  self.code_file):  # DONE first: never half-done
             if f.exists():
                 os.replace(f, aside / f.name)
         return aside
 
     def restore_aside(self) -> bool:
         """Put the newest set-aside record back when no new record is DONE; True if restored."""
-        dirs = self.stale_dirs()
+        dirs = [d for d in self.stale_dirs() if (d / "DONE").exists()]  # a set-aside checkpoint stays aside
         if self.is_done or not dirs:
             return False
         aside = max(dirs, key=lambda p: p.stat().st_mtime)
-        for name in ("predictions.npz", "record.json", "DONE"):  # DONE last
+        for name in ("code.txt", "checkpoint.pt", "predictions.npz", "record.json", "DONE"):  # DONE last
             if (aside / name).exists():
                 os.replace(aside / name, self.path / name)
         shutil.rmtree(aside, ignore_errors=True)
         return True
 
+    code_file = property(lambda self: self.path / "code.txt")
+
     def write_job(self, job: JobSpec) -> None:
+        """job.json once; and, at every (re)start, the code fingerprint of this attempt in code.txt."""
         if not self.job_file.exists():
             atomic_write_json(self.job_file, job.to_dict())
+        attempts = self.attempt_fingerprints() if self.checkpoint_file.exists() else []  # no checkpoint: a fresh start
+        if not attempts or attempts[-1] != current_code_fingerprint():
+            atomic_write_bytes(self.code_file, "".join(f + "\n" for f in attempts + [current_code_fingerprint()]).encode())
+
+    def attempt_fingerprints(self) -> list[str]:
+        """The code fingerprints of the attempts so far (started, resumed), oldest first."""
+        try:
+            return [ln.strip() for ln in self.code_file.read_text().splitlines() if ln.strip()]
+        except OSError:
+            return []
 
     def mark_failed(self, message: str) -> None:
         atomic_write_bytes(self.error_file, message.encode())
 
     def finish(self, record: dict[str, Any], predictions: dict[str, np.ndarray]) -> None:
-        """Write predictions and record, then DONE last; drop checkpoint and error."""
+        """Write predictions and record, then DONE last; drop checkpoint and error.
+
+        A job resumed across a code change was trained by more than one code version: its record
+        keeps every attempt's fingerprint (provenance.code_fingerprints) and its code_fingerprint
+        becomes ``mixed-...``, so it is stale for every code (README "When is a record stale?")."""
         import io
+
+        attempts = list(dict.fromkeys(self.attempt_fingerprints()))
+        prov = record.get("provenance") if isinstance(record.get("provenance"), dict) else None
+        if prov is not None and attempts:
+            prov["code_fingerprints"] = attempts
+            if len(attempts) > 1 or (prov.get("code_fingerprint") and prov.get("code_fingerprint") != attempts[0]):
+                prov["code_fingerprint"] = "mixed-" + "-".join(attempts)
 
         buf = io.BytesIO()
         np.savez_compressed(buf, **predictions)
@@ -224,6 +259,7 @@ class JobDir:
         self.error_file.unlink(missing_ok=True)
         atomic_write_bytes(self.done_file, b"")
         self.checkpoint_file.unlink(missing_ok=True)
+        self.code_file.unlink(missing_ok=True)
         for aside in self.stale_dirs():  # the stale record it replaces
             shutil.rmtree(aside, ignore_errors=True)
 

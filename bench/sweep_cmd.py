@@ -69,6 +69,8 @@ def main(args: argparse.Namespace) -> int:
         statuses, source = job_statuses(jobs, store)
         rerun = bool(getattr(args, "rerun_stale", False))
         stale = [st.job for st in statuses if st.state == "stale"]
+        mixed = [st.job for st in statuses if st.state == "incomplete" and not st.active
+                 and store.job_dir(st.job).started_by_other_code()]
         todo = [st.job for st in statuses if st.state not in ("done", "stale") and not st.active]
         todo += stale if rerun else []
         skipped = len(jobs) - len(todo)
@@ -78,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
             print_stale(statuses, _rerun_command(args))
         if not todo:
             return 0
-        for job in stale if rerun else []:
+        for job in stale + mixed if rerun else []:
             store.job_dir(job).set_aside()
         options = {**cluster, "device": args.device, "threads": args.threads} if executor_name == "slurm" \
             else {"device": args.device, "threads": args.threads}

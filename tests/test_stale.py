@@ -260,3 +260,33 @@ def test_sweep_dry_run_uses_the_same_state_names(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{len(jobs)} jobs: {len(jobs) - 1} new, 1 stale" in out and "missing" not in out
     assert "bench sweep ablation-csra-norm-cpu --results" in out and "--rerun-stale" in out
+
+
+def test_a_job_resumed_across_a_code_change_is_stale(tmp_path, monkeypatch):
+    import numpy as np
+
+    from bench import store as store_mod
+
+    jd = JobDir(tmp_path, "s", "m")
+    job = expand_jobs(load_suite("smoke"))[0]
+    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda: "a" * 16)
+    jd.write_job(job)
+    jd.checkpoint_file.write_bytes(b"epoch 1")  # killed after epoch 1
+    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda: "b" * 16)
+    assert jd.describe()[0] == "incomplete" and "started by other code" in jd.describe()[1]
+    assert jd.started_by_other_code()
+    jd.write_job(job)  # the resume
+    assert jd.attempt_fingerprints() == ["a" * 16, "b" * 16]
+    jd.finish({"job_id": "m", "job": {"label": "x", "seed": 0}, "provenance": {"code_fingerprint": "b" * 16}},
+              {"x": np.zeros(1)})
+    rec = jd.record()
+    assert rec["provenance"]["code_fingerprint"] == "mixed-" + "a" * 16 + "-" + "b" * 16
+    assert rec["provenance"]["code_fingerprints"] == ["a" * 16, "b" * 16] and jd.state == "stale"
+    assert not jd.code_file.exists()
+    # a fresh start (no checkpoint) after a failed attempt by other code is not mixed
+    jd2 = JobDir(tmp_path, "s", "f")
+    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda: "a" * 16)
+    jd2.write_job(job)
+    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda: "b" * 16)
+    jd2.write_job(job)
+    assert jd2.attempt_fingerprints() == ["b" * 16]
