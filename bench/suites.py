@@ -47,7 +47,8 @@ OPTIMIZER_DEFAULTS: dict[str, Any] = {
     #   Adam, 1e-4), and the paper-recipe protocol's default.
     # decoupled: AdamW, p <- p * (1 - lr * wd). Honest note: at the papers' lr 1e-4 and wd 1e-4,
     #   1 - 1e-8 rounds to 1.0 in float32 (below 2**-25), so this decay does NOTHING; it acts only
-    #   where lr * wd >= ~3e-8 (e.g. wd 1e-2, AdamW's usual value). No decoupled SGD exists here.
+    #   where lr * wd >= ~3e-8 (e.g. wd 1e-2, AdamW's usual value). No decoupled SGD exists here:
+    #   under paper-recipe the SGD recipes (CSRA, ML-GCN) stay coupled (their records say so).
     "weight_decay_mode": None,
 }
 WEIGHT_DECAY_MODES = (None, "coupled", "decoupled")
@@ -522,7 +523,10 @@ def validate_suite(suite: SuiteSpec, where: str) -> SuiteSpec:
 
         parse_cluster(suite.cluster, f"{where}: cluster")  # one-line BenchError (exit 2)
     for i, row in enumerate(suite.rows):
-        budget, optimizer = recipe_budget(suite, row.method)
+        try:
+            budget, optimizer = recipe_budget(suite, row.method)
+        except SpecError as err:  # e.g. decoupled decay asked of a recipe's SGD
+            raise SpecError(f"{where}: methods[{i}] ({row.method} paper recipe): {err}") from None
         if suite.protocol == "paper-recipe":
             check_budget(f"{where}: methods[{i}] ({row.method} paper recipe)", budget)
             check_optimizer(f"{where}: methods[{i}] ({row.method} paper recipe)", optimizer)
@@ -590,6 +594,8 @@ def recipe_budget(suite: SuiteSpec, method: str) -> tuple[dict[str, Any], dict[s
             else:
                 not_applied.append(key)
         budget["recipe_not_applied"] = sorted(not_applied)
+        if optimizer["name"] == "sgd" and optimizer.get("weight_decay_mode") == "decoupled":
+            optimizer["weight_decay_mode"] = None  # SGD recipes (CSRA, ML-GCN) stay coupled
     optimizer["name"], optimizer["weight_decay_mode"] = effective_optimizer(
         optimizer["name"], optimizer.get("weight_decay_mode"))
     return budget, optimizer

@@ -292,3 +292,12 @@ def test_batch_larger_than_the_embedded_training_set(tmp_path):
         load_suite(str(path), ["budget.batch_size=256"])
     with pytest.raises(SpecError, match="exceeds the 16 training images"):
         load_suite(str(path), ["budget.train_images=16"])
+
+
+def test_decoupled_under_paper_recipe_leaves_sgd_recipes_coupled():
+    jobs = expand_jobs(load_suite("coco-tables-recipe", ["optimizer.weight_decay_mode=decoupled"]))
+    modes = {j.method: (j.optimizer["name"], j.optimizer["weight_decay_mode"]) for j in jobs}
+    assert modes["asl"] == ("adamw", "decoupled") and modes["kmcl"] == ("adamw", "decoupled")
+    assert modes["csra"] == ("sgd", "coupled") and modes["mlgcn"] == ("sgd", "coupled")
+    default = {j.method: j.optimizer["name"] for j in expand_jobs(load_suite("coco-tables-recipe"))}
+    assert default["asl"] == default["kmcl"] == "adam"  # the official code: Adam + coupled L2
