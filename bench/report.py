@@ -155,7 +155,7 @@ def _significance(data: ReportData, suite: str) -> list[str]:
                      f"[{fmt_signed(c.paired.low)}, {fmt_signed(c.paired.high)}]", fmt_p(c.paired.p),
                      DASH_IF(boot is None, lambda: f"[{fmt_signed(boot.low)}, {fmt_signed(boot.high)}]"),
                      DASH_IF(boot is None, lambda: fmt_p(boot.p)),
-                     c.verdict() if c.significant else "**no significant difference**"])
+                     c.verdict() if c.significant or c.paired.n < 2 else "**no significant difference**"])
     if not rows:
         return out + ["Only one row: nothing to compare.", ""]
     return out + [md_table(["mAP difference", "seeds", "mean", "t 95 % CI", "t p", "bootstrap 95 % CI",

@@ -189,16 +189,21 @@ class Comparison:
 
     @property
     def significant(self) -> bool:
-        if self.bootstrap is not None:
-            return self.bootstrap.significant and (self.paired.n < 2 or self.paired.significant)
-        return self.paired.significant
+        """The report's rule: >= 2 seeds, paired t p < ALPHA and (with predictions) the image
+        bootstrap CI excluding 0. One seed is never significant (at most indicative)."""
+        if self.paired.n < 2:
+            return False
+        return self.paired.significant and (self.bootstrap is None or self.bootstrap.significant)
 
     def verdict(self) -> str:
-        if self.paired.n < 2 and self.bootstrap is None:
-            return "one seed only: no test"
+        higher = self.a if self.paired.mean_diff > 0 else self.b
+        if self.paired.n < 2:
+            if self.bootstrap is not None and self.bootstrap.significant:
+                return f"1 seed, no test: {higher} higher on the image bootstrap (indicative)"
+            return "1 seed, no test"
         if not self.significant:
             return "no significant difference"
-        return f"{self.a} higher" if self.paired.mean_diff > 0 else f"{self.b} higher"
+        return f"{higher} higher"
 
 
 @dataclass(frozen=True)
