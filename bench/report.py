@@ -155,11 +155,19 @@ def _significance(data: ReportData, suite: str) -> list[str]:
                      f"[{fmt_signed(c.paired.low)}, {fmt_signed(c.paired.high)}]", fmt_p(c.paired.p),
                      DASH_IF(boot is None, lambda: f"[{fmt_signed(boot.low)}, {fmt_signed(boot.high)}]"),
                      DASH_IF(boot is None, lambda: fmt_p(boot.p)),
-                     c.verdict() if c.significant or c.paired.n < 2 else "**no significant difference**"])
+                     _pair_verdict(data, suite, c)])
     if not rows:
         return out + ["Only one row: nothing to compare.", ""]
     return out + [md_table(["mAP difference", "seeds", "mean", "t 95 % CI", "t p", "bootstrap 95 % CI",
                             "bootstrap p", "verdict"], rows), ""]
+
+
+def _pair_verdict(data: ReportData, suite: str, c: Any) -> str:
+    """The comparison's verdict; a row that failed to train makes it no evidence (ledger rule 4)."""
+    failed = [label for label in (c.a, c.b) if any(data.health(r).is_failed for r in data.runs(suite, label))]
+    if failed:
+        return f"no evidence: failed run ({', '.join(failed)})"
+    return c.verdict() if c.significant or c.paired.n < 2 else "**no significant difference**"
 
 
 def DASH_IF(missing: bool, text: Any) -> str:  # noqa: N802 (reads as a table cell)
