@@ -35,7 +35,7 @@ import yaml
 import methods
 from bench.jobs import JobSpec
 from bench.suites import (BUDGET_DEFAULTS, EVALUATION_DEFAULTS, OPTIMIZER_DEFAULTS, SUITES_DIR,
-                          SpecError, SuiteSpec, _merge, _named, load_suite, read_spec_file,
+                          SpecError, SuiteSpec, _merge, _named, check_finite, load_suite, read_spec_file,
                           recipe_budget, validate_suite)
 
 TOP_KEYS = {"name", "description", "suite", "seeds", "search", "dataset", "backbone", "budget",
@@ -115,6 +115,7 @@ def _base_suite(where: str, raw: Mapping[str, Any]) -> SuiteSpec:
 def parse_sweep(raw: Mapping[str, Any], where: str = "<sweep>") -> SweepSpec:
     if not isinstance(raw, Mapping):
         raise SpecError(f"{where}: expected a mapping at the top level")
+    check_finite(raw, where)  # .nan / .inf anywhere, naming the key
     unknown = sorted(set(raw) - TOP_KEYS)
     if unknown:
         raise SpecError(f"{where}: unknown key {unknown[0]!r}; known: {', '.join(sorted(TOP_KEYS))}")
