@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench import claims, stats
-from bench.report_common import (CONVERGED_GAIN, STALE_MARK, ReportData, command_for, fmt, fmt_ci, fmt_p, fmt_signed, md_table,
+from bench.report_common import (CONVERGED_GAIN, STALE_MARK, ReportData, fmt, fmt_ci, fmt_p, fmt_signed, md_table,
                                  setting_text, stale_line, test_metric)
 
 MAIN_SUITE = "default"
