@@ -375,23 +375,29 @@ def curve_check(method: str, axis: str, rule: str, at: Any = None) -> Check:
     return check
 
 
-def node_features(better: str, worse: str) -> Check:
-    """IML-GCN Table 3: GCN input features ``better`` > ``worse`` on the node-feature ablation."""
+def ablation_greater(method: str, axis: str, better: Any, worse: Any) -> Check:
+    """mAP at ``better`` > at ``worse`` on the sweep that varies ``axis`` of ``method`` (rule 1)."""
     def check(data: ReportData) -> Verdict:
-        curves = data.curves("imlgcn", ("node_features",), "nodes", "")
-        suite = SWEEP_SUITES[("imlgcn", "nodes")]
+        names = next(n for m, n, a, _ in SWEEP_AXES if m == method and a == axis)
+        curves = data.curves(method, names, axis, "")
+        suite = SWEEP_SUITES.get((method, axis), "")
         if not curves or not curves[0].records_at(better) or not curves[0].records_at(worse):
-            return Verdict(f"no IML-GCN node-feature ablation records for {better} and {worse}; "
+            return Verdict(f"no {method} {axis} ablation records for {hparam_text(better)} and {hparam_text(worse)}; "
                            f"run `bench sweep sweeps/{suite}.yaml`", PENDING)
         curve = curves[0]
         ev = pair_evidence(data, curve.suite, curve.records_at(better), curve.records_at(worse))
         if ev is None:
-            return Verdict(f"`{curve.suite}`: {better} and {worse} share no seed", PENDING)
+            return Verdict(f"`{curve.suite}`: {hparam_text(better)} and {hparam_text(worse)} share no seed", PENDING)
         cpu = is_cpu_scale(data.suites[curve.suite])
-        text = f"`{curve.suite}` node_features: {ev.text(better, worse)}"
+        text = f"`{curve.suite}` {curve.hparam}: {ev.text(hparam_text(better), hparam_text(worse))}"
         return judge(data, ev.records, text, command_for(curve.suite),
                      lambda: decide("greater", ev.paired.mean_diff, ev.paired.n, ev.significant, ev.ci, cpu))
     return check
+
+
+def node_features(better: str, worse: str) -> Check:
+    """IML-GCN Table 3: GCN input features ``better`` > ``worse`` on the node-feature ablation."""
+    return ablation_greater("imlgcn", "nodes", better, worse)
 
 
 def _resolved(method: str, hp: Mapping[str, Any]) -> dict[str, Any]:
