@@ -46,6 +46,7 @@ from bench.provenance import current_code_files, current_code_fingerprint
 DEFAULT_ROOT = Path("results")
 STATES = ("new", "running", "incomplete", "failed", "done", "stale")
 STALE_PREFIX = "stale-"
+LOCK_RETRIES = 4  # x 50 ms: outlasts a status probe, not a running job
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -265,14 +266,22 @@ class JobDir:
 
     @contextmanager
     def lock(self) -> Iterator[bool]:
-        """Yield True if this process got the job's exclusive lock (non-blocking)."""
+        """Yield True if this process got the job's exclusive lock (non-blocking). A few short
+        retries: a state probe (:meth:`is_running`) holds a shared lock for microseconds, a
+        running job holds it for its whole run."""
+        import time
+
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / "lock", "a+") as f:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
+            for attempt in range(LOCK_RETRIES + 1):
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == LOCK_RETRIES:
+                        yield False
+                        return
+                    time.sleep(0.05)
             try:
                 yield True
             finally:
