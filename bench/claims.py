@@ -21,9 +21,10 @@ The rules, written once here and applied to every claim:
    and MACs of the cost records (``results/cost/*.json``, mode ``inference``), not the
    parameters of the trained model (which may include training-only parts such as ProbMCL's MDN).
 4. **Failed runs are no evidence.** A verdict resting on a run that failed to train
-   (:meth:`report_common.ReportData.health`: test mAP within ``CHANCE_MARGIN`` points of
-   chance, a collapse flagged by the method, all predictions positive or negative at the 0.5
-   threshold) is ``no evidence: failed run``, never ``not reproduced``. A run that did not
+   (:meth:`report_common.ReportData.health`: test mAP within ``chance_margin`` of chance, or a
+   collapse flagged by the method) is ``no evidence: failed run``, never ``not reproduced``.
+   All predictions positive or negative at 0.5 makes that row's 0.5-threshold metrics no
+   evidence (its ranking, mAP, still is). A run that did not
    converge (``record["convergence"]["converged"]`` false) is a weaker flag: the verdict
    stands and says it rests on it.
 5. **Numbers and command.** Every verdict shows the numbers it rests on and the command that

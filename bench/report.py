@@ -46,6 +46,10 @@ def _flags(data: ReportData, runs: list[dict]) -> str:
     collapsed = [r for r in runs if isinstance(r.get("collapse"), dict) and r["collapse"].get("collapsed")]
     if collapsed and not failed:
         parts.append(f"collapsed ({len(collapsed)}/{len(runs)} seeds)")
+    degenerate = [r for r in runs if data.health(r).degenerate_at_threshold and not data.health(r).is_failed]
+    if degenerate:
+        parts.append(f"0.5-threshold metrics uninformative ({len(degenerate)}/{len(runs)} seeds: "
+                     f"{data.health(degenerate[0]).degenerate_at_threshold[0].split(' (')[0]})")
     slow = [r for r in runs if data.health(r).not_converged]
     if slow:
         parts.append(f"not converged ({len(slow)}/{len(runs)} seeds)")
@@ -110,8 +114,10 @@ def _methods_section(data: ReportData, suite: str) -> list[str]:
             f"'val gain, last 25 %' = validation mAP gained over the last quarter of the selection stage's epochs "
             f"(mean over seeds; a run has converged when it is below {CONVERGED_GAIN:g}). Flags: "
             "**failed run** = no evidence (test mAP within "
-            f"{_margin()} points of chance, collapse flagged by the method, or all predictions positive/negative at "
-            f"0.5); not converged = gain at or above {CONVERGED_GAIN:g}; stale {STALE_MARK} = made by other "
+            f"{_margin()} of chance, or collapse flagged by the method); '0.5-threshold metrics uninformative' = "
+            "all predictions positive (or negative) at 0.5, so that row's CP/CR/CF1/OP/OR/OF1 @0.5 say nothing "
+            f"(its mAP and val-tuned metrics stand); not converged = gain at or above {CONVERGED_GAIN:g}; "
+            f"stale {STALE_MARK} = made by other "
             "code than the current one (row mark; listed in flags when only some seeds are).", ""]
     if tuned_rows:
         out += ["Threshold-dependent test metrics at thresholds chosen on validation:", "",
@@ -125,8 +131,8 @@ def _min_span() -> str:
 
 
 def _margin() -> str:
-    from bench.report_common import CHANCE_MARGIN
-    return f"{CHANCE_MARGIN:g}"
+    from bench.report_common import CHANCE_FRACTION, CHANCE_MARGIN
+    return f"{CHANCE_FRACTION:.0%} of the way from chance to 100 (at least {CHANCE_MARGIN:g} points)"
 
 
 def _pairs(labels: Sequence[str], data: ReportData, suite: str) -> list[tuple[str, str]]:

@@ -46,10 +46,19 @@ SWEEP_SUITES = {
     ("imlgcn", "nodes"): "ablation-imlgcn-nodes-cpu",
 }
 
-#: A run is "failed" when its test mAP is within this many points of the chance level.
+#: A run is "failed" when its test mAP is within CHANCE_FRACTION of the way from the chance level
+#: to 100 (at least CHANCE_MARGIN points): chance 20 -> below 28, chance 11 -> below 19.9.
 CHANCE_MARGIN = 3.0
+CHANCE_FRACTION = 0.1
+
+
+def chance_margin(chance: float) -> float:
+    """Points above chance a test mAP must exceed to count as learned (see CHANCE_FRACTION)."""
+    return max(CHANCE_MARGIN, CHANCE_FRACTION * (100.0 - chance))
 #: All predictions positive at the 0.5 threshold: CR at least this (and CP within CHANCE_MARGIN of
-#: the prevalence); all negative: CR at most ALL_NEGATIVE_CR.
+#: the prevalence); all negative: CR at most ALL_NEGATIVE_CR. Such a row's thresholded metrics
+#: (CP/CR/CF1/OP/OR/OF1 at 0.5) are no evidence; its ranking (mAP) is, unless the mAP is at
+#: chance or the representation collapsed (then the whole run failed).
 ALL_POSITIVE_CR = 99.0
 ALL_NEGATIVE_CR = 1.0
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
@@ -94,6 +103,8 @@ class Health:
     last_quarter_gain: float | None
     chance: float | None
     stale: str  # '' = made by the current code
+    #: all predictions positive / negative at 0.5: the 0.5-threshold metrics say nothing
+    degenerate_at_threshold: tuple[str, ...] = ()
 
     @property
     def is_failed(self) -> bool:
@@ -254,8 +265,9 @@ class ReportData:
         return float((pos[has] / known[has]).mean() * 100) if has.any() else None
 
     def health(self, record: Mapping[str, Any]) -> Health:
-        """Failed (chance-level mAP, collapse flagged, all predictions positive or negative at the
-        0.5 threshold) and not-converged flags of one record; absent fields are not flags."""
+        """Failed (chance-level mAP, collapse flagged), degenerate at 0.5 (all predictions positive
+        or negative: the 0.5-threshold metrics are no evidence) and not-converged flags of one
+        record; absent fields are not flags."""
         key = record["job_id"]
         if key in self._health:
             return self._health[key]
@@ -263,19 +275,20 @@ class ReportData:
         m, cr, cp = test.get("mAP"), test.get("CR"), test.get("CP")
         chance = self.chance(record)
         failed = []
-        if m is not None and chance is not None and m - chance <= CHANCE_MARGIN:
-            failed.append(f"test mAP {m:.1f} within {CHANCE_MARGIN:g} points of chance {chance:.1f}")
+        if m is not None and chance is not None and m - chance <= chance_margin(chance):
+            failed.append(f"test mAP {m:.1f} within {chance_margin(chance):.1f} points of chance {chance:.1f}")
         collapse = record.get("collapse")
         if isinstance(collapse, Mapping) and collapse.get("collapsed"):
             failed.append("representation collapsed (record's collapse check)")
+        degenerate = []
         if cr is not None and cr >= ALL_POSITIVE_CR and (chance is None or cp is None or cp <= chance + CHANCE_MARGIN):
-            failed.append(f"predictions all positive at 0.5 (CR {cr:.1f}, CP {fmt(cp)} ~ prevalence)")
+            degenerate.append(f"predictions all positive at 0.5 (CR {cr:.1f}, CP {fmt(cp)} ~ prevalence)")
         elif cr is not None and cr <= ALL_NEGATIVE_CR:
-            failed.append(f"predictions all negative at 0.5 (CR {cr:.1f})")
+            degenerate.append(f"predictions all negative at 0.5 (CR {cr:.1f})")
         conv = record.get("convergence")
         gain = conv.get("last_quarter_gain") if isinstance(conv, Mapping) else None
         not_converged = isinstance(conv, Mapping) and conv.get("converged") is False
-        result = Health(tuple(failed), not_converged, gain, chance, staleness(record))
+        result = Health(tuple(failed), not_converged, gain, chance, staleness(record), tuple(degenerate))
         self._health[key] = result
         return result
 

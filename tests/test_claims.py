@@ -158,7 +158,7 @@ def test_probmcl_at_chance_is_no_evidence_not_not_reproduced(tmp_path):
     for text in ("ProbMCL beats KMCL", "ProbMCL beats ASL", "TResNet-L at 448"):
         c = claim(data, text)
         assert c.status == claims.FAILED, text
-        assert "no evidence: probmcl seed 0" in c.measured and "all positive" in c.measured
+        assert "no evidence: probmcl seed 0" in c.measured and "chance" in c.measured
 
 
 def test_each_failure_signal_alone(tmp_path):
@@ -171,9 +171,13 @@ def test_each_failure_signal_alone(tmp_path):
     assert "chance" in health(mAP=22.0, chance=20.0).failed[0]
     assert "collapsed" in health(collapse={"collapsed": True, "dead_fraction": 0.9}).failed[0]
     assert health(collapse=None).failed == ()  # non-ProbMCL rows: None
-    assert "all positive" in health(CR=99.6, CP=20.5, chance=20.0).failed[0]
-    assert health(CR=99.6, CP=60.0, chance=20.0).failed == ()  # recall high but precise: trained
-    assert "all negative" in health(CR=0.0).failed[0]
+    assert "chance" in health(mAP=27.0, chance=20.0).failed[0]  # within 10 % of the way to 100
+    assert health(mAP=29.0, chance=20.0).failed == ()
+    # all positive at 0.5 with a good ranking: the 0.5-threshold metrics are no evidence, the run is
+    everything = health(CR=99.6, CP=20.5, chance=20.0)
+    assert everything.failed == () and "all positive" in everything.degenerate_at_threshold[0]
+    assert health(CR=99.6, CP=60.0, chance=20.0).degenerate_at_threshold == ()  # recall high but precise
+    assert "all negative" in health(CR=0.0).degenerate_at_threshold[0]
     slow = health(convergence={"window": [5, 6], "last_quarter_gain": 2.1, "converged": False})
     assert slow.failed == () and slow.not_converged and slow.last_quarter_gain == 2.1
 
