@@ -225,6 +225,9 @@ def validate(hp: Hparams) -> None:
     check_choice(hp, "stage2", STAGE2_MODES)
     check_choice(hp, "probe_input", PROBE_INPUTS)
     check_range(hp, "stage1_fraction", 0, 1, low_open=True)
+    if hp["stage1_fraction"] >= 1:
+        raise HparamError(f"hyperparameter stage1_fraction={hp['stage1_fraction']} must be < 1 "
+                          "(the classification stage needs epochs)")
     for name in ("n_dims", "mdn_hidden"):
         v = hp[name]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
