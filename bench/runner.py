@@ -76,8 +76,8 @@ def backbone_weights(job: JobSpec, in_chans: int, progress: bool) -> tuple[dict[
         return options, None
     from bench.pretrain import in_domain_weights
 
-    info = in_domain_weights(job.dataset, job.backbone["name"], options, int(job.budget["resolution"]),
-                             in_chans, job.budget["normalize"], CACHE_DIR, progress)
+    info = in_domain_weights(job.dataset, job.backbone["name"], options, in_chans, job.budget["normalize"],
+                             CACHE_DIR, progress)
     return {**options, "pretrained_path": info["path"], "weights_sha256": info["sha256"]}, info
 
 

@@ -22,7 +22,7 @@ def tiny_recipe(monkeypatch):
 
 def test_cache_made_once_fingerprinted_and_reused(tmp_path, tiny_recipe):
     opts = {"widths": [8, 8, 8, 16], "weights": "in-domain"}
-    info = pretrain.in_domain_weights(DATA, "smallcnn", opts, 24, 1, "none", tmp_path, progress=False)
+    info = pretrain.in_domain_weights(DATA, "smallcnn", opts, 1, "none", tmp_path, progress=False)
     files = sorted(p.name for p in (tmp_path / "pretrained").iterdir() if not p.name.endswith(".lock"))
     assert files == [f"smallcnn-in-domain-{info['fingerprint']}.json", f"smallcnn-in-domain-{info['fingerprint']}.pt"]
     assert info["recipe"]["images"] == 128 and info["pool"] == "train"
@@ -30,13 +30,13 @@ def test_cache_made_once_fingerprinted_and_reused(tmp_path, tiny_recipe):
     sidecar = json.loads((tmp_path / "pretrained" / files[0]).read_text())
     assert sidecar["sha256"] == info["sha256"]
     mtime = (tmp_path / "pretrained" / files[1]).stat().st_mtime_ns
-    again = pretrain.in_domain_weights(DATA, "smallcnn", opts, 24, 1, "none", tmp_path, progress=False)
+    again = pretrain.in_domain_weights(DATA, "smallcnn", opts, 1, "none", tmp_path, progress=False)
     assert again == info and (tmp_path / "pretrained" / files[1]).stat().st_mtime_ns == mtime  # reused
-    # the split sizes do not change the pretraining images; the recipe and the clutter do
+    # the split sizes do not change the pretraining images; the noise does
     bigger = {**DATA, "options": {**DATA["options"], "n_train": 999}}
-    assert pretrain.in_domain_weights(bigger, "smallcnn", opts, 24, 1, "none", tmp_path, False)["fingerprint"] == info["fingerprint"]
-    other = {**DATA, "options": {**DATA["options"], "clutter": 2.0}}
-    assert pretrain.in_domain_weights(other, "smallcnn", opts, 24, 1, "none", tmp_path, False)["fingerprint"] != info["fingerprint"]
+    assert pretrain.in_domain_weights(bigger, "smallcnn", opts, 1, "none", tmp_path, False)["fingerprint"] == info["fingerprint"]
+    other = {**DATA, "options": {**DATA["options"], "noise": 0.2}}
+    assert pretrain.in_domain_weights(other, "smallcnn", opts, 1, "none", tmp_path, False)["fingerprint"] != info["fingerprint"]
 
 
 def test_pretraining_images_come_from_the_training_pool_only():
@@ -54,4 +54,4 @@ def test_in_domain_needs_the_embedded_dataset(tmp_path):
     from bench.data.base import DataError
 
     with pytest.raises(DataError, match="needs the embedded dataset"):
-        pretrain.in_domain_weights({"name": "coco2014"}, "smallcnn", {}, 24, 1, "none", tmp_path)
+        pretrain.in_domain_weights({"name": "coco2014"}, "smallcnn", {}, 1, "none", tmp_path)
