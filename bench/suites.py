@@ -601,16 +601,35 @@ def recipe_budget(suite: SuiteSpec, method: str) -> tuple[dict[str, Any], dict[s
     return budget, optimizer
 
 
+def weights_identity(backbone: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The backbone block with the weights file's sha256 in its options, so the job id changes
+    when the weights do: the registry's fixed sha256 for ``weights: imagenet``, the file's own
+    for a local path (checked again when the weights load). ``in-domain`` weights are identified
+    by their recipe in the code fingerprint (bench/pretrain.py)."""
+    options = dict(backbone.get("options") or {})
+    weights = options.get("weights") or options.get("pretrained_path")
+    if not weights or weights == "in-domain" or options.get("weights_sha256"):
+        return backbone
+    from methods.backbones import NAMED_WEIGHTS, file_sha256
+
+    if weights == "imagenet":
+        options["weights_sha256"] = NAMED_WEIGHTS[backbone["name"]]["sha256"]
+    elif Path(str(weights)).is_file():
+        options["weights_sha256"] = file_sha256(str(weights))
+    return {**backbone, "options": options}
+
+
 def expand_jobs(suite: SuiteSpec, seeds: tuple[int, ...] | None = None,
                 data_root: str | None = None) -> list[JobSpec]:
     """One JobSpec per (row, seed), rows in suite order, seeds inner."""
     jobs = []
+    backbone = weights_identity(suite.backbone)
     for row in suite.rows:
         budget, optimizer = recipe_budget(suite, row.method)
         for seed in seeds or suite.seeds:
             jobs.append(JobSpec(
                 method=row.method, hparams=dict(row.hparams), dataset=suite.dataset,
-                backbone=suite.backbone, budget=budget, optimizer=optimizer,
+                backbone=backbone, budget=budget, optimizer=optimizer,
                 protocol=suite.protocol, evaluation=suite.evaluation, seed=int(seed),
                 label=row.label or row.method, suite=suite.name, data_root=data_root,
             ))

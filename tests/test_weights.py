@@ -105,3 +105,21 @@ def test_backbone_from_a_path_checks_the_sha(tmp_path):
     net = build_backbone("smallcnn", 1, {"weights": path, "weights_sha256": sha})
     assert net.weights_info["sha256"] == sha
     assert isinstance(net, nn.Module)
+
+
+def test_the_weights_sha256_is_part_of_the_job_identity(tmp_path):
+    from bench.suites import expand_jobs, parse_suite
+
+    def job_id(path):
+        suite = parse_suite({"name": "w", "dataset": {"name": "mnist-mosaic", "options": {"variant": "mnist"}},
+                             "backbone": {"name": "smallcnn", "options": {"weights": path}},
+                             "methods": ["baseline"]}, "w.yaml")
+        job = expand_jobs(suite)[0]
+        return job.job_id, job.backbone["options"]["weights_sha256"]
+
+    a = _save(tmp_path, SmallCNN(1).state_dict(), "a.pth")
+    first, sha = job_id(a)
+    assert sha == hashlib.sha256(open(a, "rb").read()).hexdigest()
+    torch.manual_seed(1)
+    _save(tmp_path, SmallCNN(1).state_dict(), "a.pth")  # same path, other weights
+    assert job_id(a)[0] != first
