@@ -282,6 +282,7 @@ def _train_epoch(model: MultiLabelModel, job: JobSpec, train: datasets.Split, st
         total += loss.detach().cpu()  # summed on the host once per epoch: no per-step float()
         for name, value in (getattr(model, "loss_parts", None) or {}).items():
             parts[name] = parts.get(name, 0.0) + value.cpu()
+        model.loss_parts = None  # a model sets its parts per step (ProbMCL's NLL and lambda x PCL)
     mean = {f"loss_{k}": round(float(v) / len(batches), 6) for k, v in parts.items()}
     return round(distributed.average_scalar(float(total)) / len(batches), 6), mean  # DDP: mean over ranks
 

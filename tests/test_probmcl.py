@@ -69,8 +69,13 @@ def test_probmcl_two_stages_train_and_stage2_freezes_encoder() -> None:
     assert {id(p) for p in model.trainable_parameters("classification")} == {id(p) for p in model.fc.parameters()}
     x, _ = _batch()
     assert model(x).shape == (6, C)
-    w, b = model.linear_classifier()
+    # the paper's probe reads unit-normalised h: not linear in the feature map, so no trick
+    assert model.linear_classifier() is None
     pooled = model.features(x).mean(dim=(2, 3))
+    w, b = model.fc.weight, model.fc.bias
+    assert torch.allclose(model(x), torch.nn.functional.normalize(pooled, dim=1) @ w.T + b, atol=1e-5)
+    model.hp["probe_input"] = "raw"  # the earlier reading: GAP feature, linear, trick applies
+    w, b = model.linear_classifier()
     assert torch.allclose(model(x), pooled @ w.T + b, atol=1e-5)
 
 
@@ -88,7 +93,8 @@ def test_probmcl_fine_tune_stage2_trains_encoder_not_mdn() -> None:
         assert torch.equal(v, mdn[k]), k
 
 
-@pytest.mark.parametrize("target", ["projection_detached", "encoder"])
+@pytest.mark.parametrize("target", ["label-posterior", "label-conditional", "projection", "projection_detached",
+                                    "encoder"])
 def test_probmcl_nll_targets_give_finite_loss(target: str) -> None:
     spec = methods.get("probmcl")
     model = spec.build(_ctx(), spec.resolve({"mdn_hidden": 32, "n_dims": 8, "nll_target": target}))
@@ -99,7 +105,8 @@ def test_probmcl_nll_targets_give_finite_loss(target: str) -> None:
 
 
 @pytest.mark.parametrize("bad", [{"alpha": 1.2}, {"tau": 0.0}, {"lambda_pcl": -1.0}, {"overlap": "dice"},
-                                 {"nll_target": "z"}, {"stage1_fraction": 0.0}, {"n_dims": 0}, {"nope": 1}])
+                                 {"nll_target": "z"}, {"stage1_fraction": 0.0}, {"stage1_fraction": 1.0},
+                                 {"probe_input": "l2"}, {"n_dims": 0}, {"nope": 1}])
 def test_probmcl_bad_hparams(bad: dict) -> None:
     with pytest.raises(HparamError):
         methods.get("probmcl").resolve(bad)

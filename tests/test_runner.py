@@ -32,7 +32,10 @@ def test_same_seed_same_metrics_and_record_fields(tmp_path):
     b = run_job(job, Store(tmp_path / "b"), progress=False)
     assert a["metrics"] == b["metrics"]
     assert a["job_id"] == job.job_id and a["data"]["fingerprint"]
-    assert set(a["metrics"]["selected"]) == {"val", "test"} and a["selected_epoch"] >= 1
+    assert set(a["metrics"]["selected"]) == {"val", "test", "test_tuned"} and a["selected_epoch"] >= 1
+    assert set(a["metrics"]["selected"]["test_tuned"]) >= {"global", "per_class"}
+    assert a["convergence"]["window"] and a["data"]["chance_mAP"] > 0 and a["collapse"] is None
+    assert (Store(tmp_path / "a").job_dir(job).path / "summary.csv").read_text().startswith("stage,epoch")
     assert a["evaluation"]["name"] == "paper" and a["provenance"]["git_commit"]
     assert a["training_free"]["lambdas"] and a["history"][-1]["val_mAP"] is not None
     folder = Store(tmp_path / "a").job_dir(job).path
