@@ -119,19 +119,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Slurm sends it before a kill; `kill PID`): handled exactly like Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     from bench.errors import USER_ERRORS
 
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args))
     except USER_ERRORS as err:
         print(f"bench: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("bench: interrupted; finished jobs are kept, unfinished ones resume on the next run",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        print(f"bench: {what}; finished jobs are kept, unfinished ones resume from their last epoch "
+              "checkpoint on the next run", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,26 @@ def _changed_files(record: dict[str, Any]) -> str:
     return f" (changed: {shown})"
 
 
+#: Fault injection for the crash-safety test (tests/test_kill_resume.py): "NAME:N" kills this
+#: process with SIGKILL in the middle of the N-th atomic write of a file called NAME (temp file
+#: written, not yet renamed). Unset in normal use.
+FAULT_ENV = "BENCH_FAULT_KILL"
+_fault_count: dict[str, int] = {}
+
+
+def _maybe_fault(path: Path) -> None:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    name, _, nth = spec.partition(":")
+    if path.name == name:
+        _fault_count[name] = _fault_count.get(name, 0) + 1
+        if _fault_count[name] == int(nth or 1):
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -101,6 +121,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        _maybe_fault(path)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are shared reading
