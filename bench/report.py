@@ -23,6 +23,8 @@ from bench.report_common import (CONVERGED_GAIN, STALE_MARK, ReportData, fmt, fm
                                  setting_text, stale_line, test_metric)
 
 MAIN_SUITE = "default"
+#: Suites reported like the main one when their records exist (ImageNet-pretrained backbones).
+FINE_TUNING_SUITES = ("imagenet-lite0",)
 FIGURES = "figures"
 SUMMARY_METRICS = ("mAP", "CF1", "OF1")
 TUNED_RULES = (("global", "val-tuned global"), ("per_class", "val-tuned per class"))
@@ -184,7 +186,7 @@ def _figures_section(data: ReportData, figures_dir: Path, link_dir: Path, output
     from bench import report_plots
 
     out = ["## Plots", "",
-           "Learning curves first (validation mAP per epoch, every row and seed of the main suite; the "
+           "Learning curves first (validation mAP per epoch, every row and seed of the main suites; the "
            "shaded band is the convergence window, the last 25 % of the selection stage). Then the ablations: "
            "ours = mean test mAP over seeds with 95 % t-interval error bars and each seed as a dot; the legend "
            "says '1 seed, no interval' when there is one seed. Every y-axis includes all seeds and intervals "
@@ -294,6 +296,9 @@ def render(results: str | Path, output: str | Path, figures_dir: Path | None = N
     if stale:
         lines += [stale, ""]
     lines += _methods_section(data, MAIN_SUITE)
+    for suite in FINE_TUNING_SUITES:  # the same rows fine-tuned from real ImageNet weights
+        if suite in data.suites:
+            lines += _methods_section(data, suite)
     lines += ["## The papers' tables beside ours", ""]
     for table in all_tables(data):
         lines += [table, ""]

@@ -254,10 +254,13 @@ def _stage_offset(history: Sequence[dict], record: dict) -> int:
     return 0
 
 
-def all_figures(data: ReportData, figures_dir: Path, main_suite: str = "default") -> list[tuple[str, Path]]:
+def all_figures(data: ReportData, figures_dir: Path,
+                main_suites: Sequence[str] = ("default", "imagenet-lite0")) -> list[tuple[str, Path]]:
     """Write every figure; return (caption, path) in a fixed order."""
     out = []
-    if main_suite in data.suites:
+    for main_suite in main_suites:
+        if main_suite not in data.suites:
+            continue
         path = figures_dir / f"learning-curves-{main_suite}.png"
         if learning_curves_figure(data, main_suite, path):
             out.append((f"Learning curves: validation mAP per epoch, every row and seed (`{main_suite}`)", path))
