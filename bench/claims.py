@@ -49,12 +49,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
 
 from bench import paper_values as pv
 from bench import stats
 from bench.report_common import (SWEEP_AXES, SWEEP_SUITES, ReportData, command_for, fmt, fmt_p, fmt_signed,
-                                 hparam_text, is_cpu_scale, test_metric)
+                                 hparam_text, is_cpu_scale)
 
 REPRODUCED = "reproduced"
 DIRECTION = "reproduced in direction at CPU scale"
@@ -192,20 +191,12 @@ class PairEvidence:
 def pair_evidence(data: ReportData, suite: str, runs_a: Sequence[Mapping[str, Any]],
                   runs_b: Sequence[Mapping[str, Any]]) -> PairEvidence | None:
     """Pair two sets of records of one suite by seed; None when no seed is shared."""
+    found = data.paired(suite, runs_a, runs_b)
+    if found is None:
+        return None
+    seeds, paired, boot = found
     by_a = {r["job"]["seed"]: r for r in runs_a}
     by_b = {r["job"]["seed"]: r for r in runs_b}
-    seeds = sorted(set(by_a) & set(by_b))
-    if not seeds:
-        return None
-    paired = stats.paired_t([test_metric(by_a[s]) for s in seeds], [test_metric(by_b[s]) for s in seeds])
-    preds_a = [data.predictions(suite, by_a[s]) for s in seeds]
-    preds_b = [data.predictions(suite, by_b[s]) for s in seeds]
-    boot = None
-    if all(p is not None for p in preds_a + preds_b):
-        targets = preds_a[0][1]
-        if all(p[1].shape == targets.shape and np.array_equal(p[1], targets) for p in preds_a + preds_b):
-            boot = stats.bootstrap_map_difference([p[0] for p in preds_a], [p[0] for p in preds_b],
-                                                  targets, resamples=data.resamples)
     return PairEvidence(paired, boot, tuple(by_a[s] for s in seeds) + tuple(by_b[s] for s in seeds))
 
 

@@ -346,26 +346,35 @@ class ReportData:
         with np.load(path) as npz:
             return npz["test_scores"].astype(np.float32), npz["test_targets"]
 
-    def compare(self, suite: str, a: str, b: str) -> Comparison | None:
-        """Seed-paired t-test and paired image bootstrap of mAP(a) - mAP(b) in ``suite``."""
-        key = (suite, a, b)
-        if key in self._comparisons:
-            return self._comparisons[key]
-        runs_a = {r["job"]["seed"]: r for r in self.runs(suite, a)}
-        runs_b = {r["job"]["seed"]: r for r in self.runs(suite, b)}
-        seeds = tuple(sorted(set(runs_a) & set(runs_b)))
+    def paired(self, suite: str, runs_a: Sequence[Mapping[str, Any]], runs_b: Sequence[Mapping[str, Any]]):
+        """(seeds, seed-paired t-test, paired image bootstrap or None) of test mAP(a) - mAP(b) over
+        the seeds both sets share; None when they share none. The bootstrap needs every
+        record's predictions on one and the same test set."""
+        by_a = {r["job"]["seed"]: r for r in runs_a}
+        by_b = {r["job"]["seed"]: r for r in runs_b}
+        seeds = tuple(sorted(set(by_a) & set(by_b)))
         if not seeds:
             return None
-        paired = stats.paired_t([test_metric(runs_a[s]) for s in seeds],
-                                [test_metric(runs_b[s]) for s in seeds])
-        preds_a = [self.predictions(suite, runs_a[s]) for s in seeds]
-        preds_b = [self.predictions(suite, runs_b[s]) for s in seeds]
+        paired = stats.paired_t([test_metric(by_a[s]) for s in seeds], [test_metric(by_b[s]) for s in seeds])
+        preds_a = [self.predictions(suite, by_a[s]) for s in seeds]
+        preds_b = [self.predictions(suite, by_b[s]) for s in seeds]
         boot = None
         if all(p is not None for p in preds_a + preds_b):
             targets = preds_a[0][1]
             if all(p[1].shape == targets.shape and np.array_equal(p[1], targets) for p in preds_a + preds_b):
                 boot = stats.bootstrap_map_difference([p[0] for p in preds_a], [p[0] for p in preds_b],
                                                       targets, resamples=self.resamples)
+        return seeds, paired, boot
+
+    def compare(self, suite: str, a: str, b: str) -> Comparison | None:
+        """Seed-paired t-test and paired image bootstrap of mAP(a) - mAP(b) in ``suite``."""
+        key = (suite, a, b)
+        if key in self._comparisons:
+            return self._comparisons[key]
+        paired_runs = self.paired(suite, self.runs(suite, a), self.runs(suite, b))
+        if paired_runs is None:
+            return None
+        seeds, paired, boot = paired_runs
         result = Comparison(suite, a, b, seeds, paired, boot)
         self._comparisons[key] = result
         return result

@@ -1,7 +1,6 @@
 """Runner and store: determinism, idempotence, resume after a kill, failures recorded."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

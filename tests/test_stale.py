@@ -7,10 +7,8 @@ import argparse
 import fcntl
 import json
 import os
-import shutil
 from pathlib import Path
 
-import pytest
 
 from bench import provenance, run_suite, status
 from bench.store import STATES, JobDir, Store, staleness
