@@ -66,6 +66,11 @@ def main(args: argparse.Namespace) -> int:
     busy = [st.job for st in statuses if left_alone(st)]
     todo = [st.job for st in statuses if not left_alone(st)
             and (st.state not in ("done", "stale") or (rerun_stale and st.state == "stale"))]
+    reused = store.reuse_done(todo, {st.job.job_id: st.state for st in statuses}) if layout is None else {}
+    if reused:
+        print(f"{len(reused)} job(s) already done by the current code under another suite (same job id): "
+              f"record copied from {', '.join(sorted(set(reused.values())))}")
+        todo = [j for j in todo if j.job_id not in reused]
     done = sum(st.state == "done" for st in statuses)
     print(f"suite {jobs[0].suite}: {len(jobs)} jobs, {done} already done"
           + (f", {len(stale)} stale" if stale else "")

@@ -326,6 +326,35 @@ class Store:
                 out.append(record)
         return sorted(out, key=lambda r: (r["job"]["label"], r["job"]["seed"], r["job_id"]))
 
+    def reuse_done(self, jobs: list[JobSpec], states: dict[str, str]) -> dict[str, str]:
+        """Copy into place the current (not stale) record of any job of ``jobs`` (state new or
+        failed here) that is already done under another suite of this root: the same job id
+        is the same computation (the id hashes every semantic field; the code fingerprint
+        matches). The copy keeps every number, takes this job's label and suite, and says
+        where it came from (``reused_from``). Returns {job_id: source suite}."""
+        reused: dict[str, str] = {}
+        for job in jobs:
+            if states.get(job.job_id) not in ("new", "failed"):
+                continue
+            for done in sorted(self.root.glob(f"*/{job.job_id}/DONE")):
+                source = JobDir(self.root, done.parent.parent.name, job.job_id)
+                record = source.record()
+                if source.path.parent.name == job.suite or record is None or staleness(record):
+                    continue
+                if not source.predictions_file.is_file():
+                    continue
+                target = self.job_dir(job)
+                target.path.mkdir(parents=True, exist_ok=True)
+                record = {**record, "job": {**record["job"], "label": job.label, "suite": job.suite},
+                          "reused_from": {"suite": source.path.parent.name, "path": str(source.path)}}
+                atomic_write_bytes(target.predictions_file, source.predictions_file.read_bytes())
+                atomic_write_json(target.record_file, record)
+                target.error_file.unlink(missing_ok=True)
+                atomic_write_bytes(target.done_file, b"")  # last: only now is it a result
+                reused[job.job_id] = source.path.parent.name
+                break
+        return reused
+
     def suites(self) -> list[str]:
         if not self.root.is_dir():
             return []

@@ -72,6 +72,11 @@ def main(args: argparse.Namespace) -> int:
         mixed = [st.job for st in statuses if st.state == "incomplete" and not st.active
                  and store.job_dir(st.job).started_by_other_code()]
         todo = [st.job for st in statuses if st.state not in ("done", "stale") and not st.active]
+        reused = store.reuse_done(todo, {st.job.job_id: st.state for st in statuses})
+        if reused:
+            print(f"{len(reused)} job(s) already done by the current code under another suite (same job id): "
+                  f"record copied from {', '.join(sorted(set(reused.values())))}")
+            todo = [j for j in todo if j.job_id not in reused]
         todo += stale if rerun else []
         skipped = len(jobs) - len(todo)
         print(f"sweep {sweep.name}: {len(jobs)} jobs, {skipped} done, stale or queued, {len(todo)} to submit"

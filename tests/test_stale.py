@@ -288,3 +288,23 @@ def test_a_job_resumed_across_a_code_change_is_stale(tmp_path, monkeypatch):
     monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda: "b" * 16)
     jd2.write_job(job)
     assert jd2.attempt_fingerprints() == ["b" * 16]
+
+
+def test_a_job_done_under_another_suite_is_reused_when_current(tmp_path, capsys):
+    """The same job id asked for by a second suite (e.g. an ablation sweep whose grid point is the
+    default suite's row) is copied, not retrained, when its record was made by the current code."""
+    import dataclasses
+
+    root = tmp_path / "res"
+    jobs = _smoke_records(root, ["current", "0" * 16])  # suite smoke: job 0 current, job 1 stale
+    store = Store(root)
+    other = [dataclasses.replace(j, suite="other", label=f"{j.label} in other") for j in jobs[:3]]
+    reused = store.reuse_done(other, {j.job_id: "new" for j in other})
+    assert reused == {other[0].job_id: "smoke"}  # the stale one and the missing one are not reused
+    copy = store.job_dir(other[0])
+    assert copy.is_done and copy.state == "done"
+    record = copy.record()
+    assert record["job"]["label"] == f"{jobs[0].label} in other" and record["job"]["suite"] == "other"
+    assert record["reused_from"]["suite"] == "smoke"
+    assert copy.predictions_file.read_bytes() == b"npz"
+    assert store.reuse_done(other, {other[0].job_id: "done"}) == {}  # never over a record in place
