@@ -11,6 +11,12 @@ import os
 import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Results must not depend on what ran before in the same process: without this, MKL picks
+# alignment-dependent code paths, and a job's numbers moved by up to ~0.01 mAP with the jobs run
+# before it in one process (so a resumed job could differ from an uninterrupted one). AUTO keeps
+# the fastest path for the CPU but makes it run-to-run reproducible (same CPU, same threads).
+# Set before torch loads MKL; Slurm jobs inherit it from the submitting `bench` process.
+os.environ.setdefault("MKL_CBWR", "AUTO")
 
 
 def _cmd(target: str):

@@ -165,4 +165,5 @@ def provenance(device: str, threads: int) -> dict:
         "code_files": current_code_files(), "packages": package_versions(),
         "python": platform.python_version(), "platform": platform.platform(),
         "machine": f"{cpu_model()} x{os.cpu_count()}", "device": device, "threads": threads,
+        "mkl_cbwr": os.environ.get("MKL_CBWR"),
     }

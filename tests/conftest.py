@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("MKL_CBWR", "AUTO")  # as bench.cli sets it: run-to-run reproducible MKL
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
