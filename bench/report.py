@@ -134,7 +134,7 @@ def _min_span() -> str:
 
 def _margin() -> str:
     from bench.report_common import CHANCE_FRACTION, CHANCE_MARGIN
-    return f"{CHANCE_FRACTION:.0%} of the way from chance to 100 (at least {CHANCE_MARGIN:g} points)"
+    return f"max({CHANCE_MARGIN:g}, {CHANCE_FRACTION:g} x (100 - chance)) points"
 
 
 def _pairs(labels: Sequence[str], data: ReportData, suite: str) -> list[tuple[str, str]]:
