@@ -87,7 +87,7 @@ def main(args: argparse.Namespace) -> int:
     elif mixed:
         print(f"--rerun-stale: restarting {len(mixed)} interrupted job(s) started by other code from scratch")
     if todo:
-        _preflight(todo[0])
+        _preflight(todo)
     for job in stale + mixed if rerun_stale and rank0 else []:
         store.job_dir(job).set_aside()
     name = args.executor or suite.executor.get("name", "local")
@@ -120,8 +120,11 @@ def _rerun_command(args: argparse.Namespace) -> str:
     return f"bench run --suite {args.suite}{extra} --rerun-stale"
 
 
-def _preflight(job: JobSpec) -> None:
-    """Load the data once before any job starts: a data error stops everything, marks nothing."""
+def _preflight(jobs: list[JobSpec]) -> None:
+    """Build every input cache in a child process (bench.executors.prepare_inputs), then load the
+    data once before any job starts: a data error stops everything, marks nothing."""
+    from bench.executors import prepare_inputs
     from bench.runner import load_job_data
 
-    load_job_data(job)
+    prepare_inputs(jobs)
+    load_job_data(jobs[0])

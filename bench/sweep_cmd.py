@@ -85,6 +85,10 @@ def main(args: argparse.Namespace) -> int:
             print_stale(statuses, _rerun_command(args))
         if not todo:
             return 0
+        from bench.executors import prepare_inputs
+
+        if executor_name != "slurm":  # (on a cluster each job builds what it lacks, on its node)
+            prepare_inputs(todo)  # caches built in a child, never by a training process
         for job in stale + mixed if rerun else []:
             store.job_dir(job).set_aside()
         options = {**cluster, "device": args.device, "threads": args.threads} if executor_name == "slurm" \
