@@ -106,16 +106,10 @@ def _coco_tables() -> list[CostConfig]:
     ]
 
 
-def _default_table() -> list[CostConfig]:
-    """Every registered method at the default suite's small configuration, with its defaults."""
-    return [CostConfig(name, "smallcnn", 48, 10, {}, 1, name, class_names=_DIGITS)
-            for name in methods.names()]
-
-
-#: Cost configurations by suite name; a name listed here does not need a suite file.
+#: Cost configurations by suite name; a name listed here does not need a suite file (every
+#: other name, "default" included, is read from its suite file: its backbone, resolution, classes).
 COST_CONFIGS: dict[str, Callable[[], list[CostConfig]]] = {
     "coco-tables": _coco_tables,
-    "default": _default_table,
 }
 
 
@@ -128,10 +122,20 @@ def configs_for(suite: str) -> list[CostConfig]:
     spec = load_suite(suite)
     num_classes, in_chans = dataset_shape(spec.dataset)
     bb = spec.backbone
+    names = None
+    if spec.dataset["name"] == "mnist-mosaic":
+        from bench.data.embedded import VARIANT_CLASSES, MosaicOptions
+
+        names = VARIANT_CLASSES[MosaicOptions.parse(spec.dataset.get("options") or {}).variant]
+        num_classes = len(names)
+    in_chans = 3 if spec.budget.get("normalize") == "imagenet" else in_chans  # grey fed as RGB
+    from methods.backbones import WEIGHT_OPTIONS
+
+    # weights change no count: build without them (in-domain weights exist only after pretraining)
+    counted_options = {k: v for k, v in (bb.get("options") or {}).items() if k not in WEIGHT_OPTIONS}
     return [CostConfig(r.method, bb["name"], int(spec.budget["resolution"]), num_classes,
                        dict(r.hparams), in_chans, r.label or r.method,
-                       backbone_options=dict(bb.get("options") or {}),
-                       class_names=_DIGITS if spec.dataset["name"] == "mnist-mosaic" else None)
+                       backbone_options=counted_options, class_names=names)
             for r in spec.rows]
 
 

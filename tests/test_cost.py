@@ -91,7 +91,8 @@ def test_every_registered_method_has_a_default_row():
     assert sorted(inference) == sorted(methods.names())
     for r in inference.values():
         assert r["error"] is None and r["params_m"] > 0.5 and r["gmacs"] > 0.01
-        assert r["resolution"] == 48 and r["num_classes"] == 10 and r["in_chans"] == 1
+        # read from sweeps/default.yaml: its resolution and the 20 digits+fashion classes
+        assert r["resolution"] == 32 and r["num_classes"] == 20 and r["in_chans"] == 1
 
 
 def test_unknown_backbone_is_an_error_row_and_the_others_still_come(monkeypatch, tmp_path, capsys):
