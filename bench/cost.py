@@ -62,7 +62,6 @@ class CostConfig:
     class_names: tuple[str, ...] | None = None  # None: class_0, class_1, ...
 
 
-_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _GCN_NOTE = ("inference counted at batch 1: the GCN on constant node features is counted once per "
              "image (cacheable at deployment)")
 _R101, _TM, _TL = ("resnet101", 448), ("tresnet_m", 224), ("tresnet_l", 448)
