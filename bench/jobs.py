@@ -12,6 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+from bench.train.settings import PERFORMANCE_KEYS, RUNTIME_DEFAULTS, SEMANTIC_KEYS
+
 #: Fields that decide what a job computes; everything else is bookkeeping.
 SEMANTIC_FIELDS = ("method", "hparams", "dataset", "backbone", "budget", "optimizer",
                    "protocol", "evaluation", "seed")
@@ -19,12 +21,22 @@ SEMANTIC_FIELDS = ("method", "hparams", "dataset", "backbone", "budget", "optimi
 
 #: Keys left out of the job id: ``optimizer.weight_decay_mode`` is always the one the resolved
 #: optimiser name implies (adam/sgd coupled, adamw decoupled: bench.suites.effective_optimizer),
-#: so hashing it would only change every id of the records made before the key existed.
-DERIVED_KEYS: dict[str, tuple[str, ...]] = {"optimizer": ("weight_decay_mode",)}
+#: so hashing it would only change every id of the records made before the key existed. The
+#: budget's performance keys (workers, channels_last, cudnn_benchmark, compile: see
+#: bench/train/settings.py) change how fast a job runs, not what it computes -- like the thread
+#: count, they are recorded but not hashed.
+DERIVED_KEYS: dict[str, tuple[str, ...]] = {
+    "optimizer": ("weight_decay_mode",),
+    "budget": PERFORMANCE_KEYS,
+}
 #: Keys added after records exist, left out of the id while at the value that computes what
 #: the job computed before the key existed (so old records keep their ids); any other value is
 #: hashed. Register a new budget/optimizer key here together with its neutral default.
-NEUTRAL_DEFAULTS: dict[str, dict[str, Any]] = {}
+NEUTRAL_DEFAULTS: dict[str, dict[str, Any]] = {
+    # before bench/train/: fp32, no EMA, one micro-batch per step; a job that finished then had
+    # no non-finite step, so any bound computes what it computed
+    "budget": {k: RUNTIME_DEFAULTS[k] for k in SEMANTIC_KEYS},
+}
 
 
 def identity_fields(semantic: Mapping[str, Any]) -> dict[str, Any]:

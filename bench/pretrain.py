@@ -34,7 +34,8 @@ from bench.augment import augment, to_float
 from bench.data.base import DataError
 from bench.provenance import cpu_model
 from bench.store import atomic_write_bytes, atomic_write_json
-from bench.training import build_optimizer, build_schedule, derived_seed, epoch_batches
+from bench.train.data import epoch_batches
+from bench.train.optim import build_optimizer, build_schedule, derived_seed
 
 #: The pretraining recipe (declared once; part of the cache fingerprint). Objects are drawn
 #: larger than in the mosaics (30-75 % of a 32 px canvas: 10-24 px, the mosaics' 6-18 px

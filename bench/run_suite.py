@@ -36,6 +36,10 @@ def select_jobs(args: argparse.Namespace) -> tuple[list[JobSpec], SuiteSpec]:
 
 def main(args: argparse.Namespace) -> int:
     jobs, suite = select_jobs(args)
+    if (args.executor or suite.executor.get("name", "local")) != "slurm":
+        from bench.train.precision import check_local_device
+
+        check_local_device([j.budget for j in jobs], args.device)
     store = Store(args.results)
     statuses, _ = job_statuses(jobs, store)
     rerun_stale = bool(getattr(args, "rerun_stale", False))

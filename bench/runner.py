@@ -10,14 +10,13 @@ last epoch.
 """
 from __future__ import annotations
 
-import copy
 import functools
-import io
 import json
 import math
 import os
 import time
 import traceback
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -32,10 +31,15 @@ from bench.errors import BenchError
 from bench.jobs import JobSpec, canonical_json
 from bench.metrics import convention_record, evaluate
 from bench.provenance import now, provenance
-from bench.store import JobDir, Store, atomic_write_bytes
+from bench.store import JobDir, Store
 from bench.thresholds import tuned_metrics
-from bench.training import (batch_views, build_optimizer, build_schedule, derived_seed, epoch_batches,
-                            iterate_plain, optimizer_groups, predict_scores, predict_training_free)
+from bench.train.checkpoint import load_checkpoint, save_checkpoint
+from bench.train.data import Feed, epoch_batches, predict_scores, predict_training_free
+from bench.train.ema import ema_state, load_ema_state, make_ema
+from bench.train.loop import Step, train_epoch
+from bench.train.optim import build_optimizer, build_schedule, derived_seed, optimizer_groups
+from bench.train.precision import grad_scaler, unsupported
+from bench.train.settings import Runtime
 from methods.base import BuildContext, MultiLabelModel, StageContext
 
 CACHE_DIR = os.environ.get("BENCH_CACHE_DIR", ".cache/data")
@@ -144,11 +148,18 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
     started, t0 = now(), time.perf_counter()
     threads = threads or int(os.environ.get("BENCH_THREADS", 0)) or os.cpu_count() or 1
     torch.set_num_threads(threads)
+    rt = Runtime.from_budget(job.budget)
+    problem = unsupported(rt.precision, device)
+    if problem:
+        raise BenchError(f"budget.precision={rt.precision}: {problem}")
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = rt.cudnn_benchmark
     spec = methods.get(job.method)
     hp = spec.resolve(job.hparams)
     data = load_job_data(job)
-    budget, norm = job.budget, job.budget["normalize"]
-    in_chans = model_in_chans(data.in_chans, norm)
+    budget = job.budget
+    feed = Feed(device, budget["normalize"], rt.workers, rt.channels_last, rt.precision)
+    in_chans = model_in_chans(data.in_chans, feed.normalize)
     backbone_options, pretraining = backbone_weights(job, in_chans, progress)
     torch.manual_seed(derived_seed(job.seed, "init"))
     ctx = BuildContext(num_classes=data.num_classes, class_names=data.classes,
@@ -156,84 +167,99 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
                        backbone_options=backbone_options,
                        resolution=int(budget["resolution"]), in_chans=in_chans, device=device)
     model = spec.build(ctx, hp).to(device)
+    if rt.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     epochs = stage_epochs(model, job)
-    state = _load_checkpoint(jd, model)
+    state = load_checkpoint(jd, model)
     if state is not None and progress:
         print(f"resuming {job.display_name} seed {job.seed} ({job.job_id}) from epoch "
               f"{len(state['history'])} of {sum(epochs)}", flush=True)
+    if rt.compile:  # in place: the state_dict keys (checkpoints, EMA) stay the same
+        getattr(model, "backbone", model).compile()
     collapse = state.get("collapse") if state else None
     distributed.broadcast_state(model)  # DDP: every rank starts from rank 0's weights
     history: list[dict[str, Any]] = state["history"] if state else []
-    best = state["best"] if state else {"val_mAP": -math.inf, "epoch": 0, "state": None}
+    best = state["best"] if state else {"val_mAP": -math.inf, "epoch": 0, "state": None, "weights": "plain"}
     train_s = state["train_s"] if state else 0.0
     prior_s = train_s  # time spent before a resume (training only; earlier overheads are not kept)
     first_stage = state["stage_index"] if state else 0
-    bs = int(budget["batch_size"])
+    bs, ebs = int(budget["batch_size"]), int(budget["eval_batch_size"])
+    ema = None
     for si, (stage, n_epochs) in enumerate(zip(model.stages, epochs)):
         if si < first_stage:
             continue
         done_in_stage = state["epochs_done"] if state and si == first_stage else 0
         if n_epochs == 0 or done_in_stage >= n_epochs:
             continue
+        recipe = stage_recipe(job, stage)
         model.prepare_stage(stage, StageContext(
             stage=stage, stage_index=si, epochs=n_epochs, device=device,
-            iterate_train=lambda: iterate_plain(data.train, int(budget["eval_batch_size"]), norm, device),
+            iterate_train=lambda: feed.plain(data.train, ebs),
             train_targets=data.train.targets, resuming=done_in_stage > 0))
         params = [p for p in model.trainable_parameters(stage) if p.requires_grad]
-        groups = optimizer_groups(model, stage, params, job.protocol, job.optimizer)
-        opt = build_optimizer(groups, job.optimizer)
+        groups = optimizer_groups(model, stage, params, job.protocol, recipe["optimizer"])
+        opt = build_optimizer(groups, recipe["optimizer"])
         steps = len(data.train) // bs
-        sched = build_schedule(opt, job.optimizer, n_epochs, steps)
-        if state and si == first_stage and done_in_stage > 0:
+        sched = build_schedule(opt, recipe["optimizer"], n_epochs, steps)
+        scaler = grad_scaler(device, rt.precision)
+        ema = make_ema(model, recipe["ema"])
+        resumed_here = bool(state and si == first_stage and done_in_stage > 0)
+        if resumed_here:
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state.get("scaler") or {})
+            load_ema_state(ema, state.get("ema"))
+        step = Step(opt, sched, scaler, ema, params, job.optimizer.get("grad_clip"), rt,
+                    sum(h.get("nonfinite_steps", 0) for h in history))
         for epoch in range(done_in_stage, n_epochs):
             e0 = time.perf_counter()
-            loss, parts = _train_epoch(model, job, data.train, stage, si, epoch, opt, sched, params, device,
-                                       progress)
+            seed = derived_seed(job.seed, si, epoch)
+            torch.manual_seed(seed)  # dropout and any in-model randomness replay identically on resume
+            gen = torch.Generator().manual_seed(seed)
+            batches = epoch_batches(len(data.train), bs, gen)
+            result = train_epoch(model, stage, data.train, batches, feed=feed, step=step,
+                                 aug=recipe["augmentation"], n_views=model.views(stage), generator=gen,
+                                 progress=_progress(f"{job.display_name}/{stage} e{epoch + 1}", progress))
+            step.nonfinite_before += result.nonfinite_steps
             seconds = time.perf_counter() - e0
             train_s += seconds
-            entry: dict[str, Any] = {"stage": stage, "epoch": epoch + 1, "train_loss": loss,
+            entry: dict[str, Any] = {"stage": stage, "epoch": epoch + 1, "train_loss": result.loss,
                                      "val_mAP": None, "lr": float(f"{opt.param_groups[-1]['lr']:.6g}"),
                                      "seconds": round(seconds, 3),
-                                     "images_per_s": round(steps * bs / seconds, 1), **parts}
+                                     "images_per_s": round(steps * bs / seconds, 1), **result.parts}
+            if result.nonfinite_steps:
+                entry["nonfinite_steps"] = result.nonfinite_steps
             if stage == model.selection_stage() and distributed.is_main():  # DDP: rank 0 evaluates
-                val = evaluate(predict_scores(model, data.val, int(budget["eval_batch_size"]), norm, device),
-                               data.val.targets, job.evaluation["convention"])
-                entry["val_mAP"] = val["mAP"]
-                score = -math.inf if math.isnan(val["mAP"]) else val["mAP"]  # NaN: no positives
-                if best["state"] is None or score > best["val_mAP"]:
-                    best = {"val_mAP": score, "epoch": epoch + 1,
-                            "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                best = _validate(model, ema, data, job, feed, epoch + 1, entry, best)
             history.append(entry)
             if epoch + 1 == n_epochs and stage == getattr(model, "checked_stage", None):
-                collapse = model.representation_check(
-                    iterate_plain(data.val, int(budget["eval_batch_size"]), norm, device))
-                if progress:
-                    print(f"  {job.display_name} seed {job.seed} after {stage}: "
-                          f"{'COLLAPSED' if collapse['collapsed'] else 'not collapsed'} "
-                          f"(dead {collapse['dead_fraction']:.2f}, similarity sd {collapse['similarity_std']:.4f}, "
-                          f"effective rank {collapse['effective_rank']:.1f})", flush=True)
+                collapse = _collapse_check(model, job, feed.plain(data.val, ebs), stage, progress)
             if distributed.is_main():  # DDP: rank 0 writes; the others wait at the barrier
-                _save_checkpoint(jd, model, opt, sched, si, epoch + 1, best, history, train_s, collapse)
+                save_checkpoint(jd, model=model, opt=opt, sched=sched, scaler=scaler, ema_state=ema_state(ema),
+                                stage_index=si, epochs_done=epoch + 1, best=best, history=history,
+                                train_s=train_s, collapse=collapse)
                 write_epoch_log(jd.path / "summary.csv", history)
             distributed.barrier()  # DDP
             if progress:
+                ema_txt = "" if entry.get("val_mAP_ema") is None else f" (EMA {entry['val_mAP_ema']:.2f})"
                 print(f"  {job.display_name} seed {job.seed} {stage} epoch {epoch + 1}/{n_epochs}: "
-                      f"loss {loss:.4f} val mAP {'-' if entry['val_mAP'] is None else format(entry['val_mAP'], '.2f')} "
-                      f"({entry['images_per_s']} img/s)", flush=True)
+                      f"loss {result.loss:.4f} val mAP {'-' if entry['val_mAP'] is None else format(entry['val_mAP'], '.2f')}"
+                      f"{ema_txt} ({entry['images_per_s']} img/s)", flush=True)
     if not distributed.is_main():  # DDP: ranks > 0 only train
         return {}, {}
     e0 = time.perf_counter()
-    record_metrics, predictions, trick = _final_evaluation(model, job, data, best, device)
+    record_metrics, predictions, trick = _final_evaluation(model, job, data, best, feed)
     eval_s = time.perf_counter() - e0
     weights = getattr(getattr(model, "backbone", None), "weights_info", None)
     record = {
         "job_id": job.job_id, "job": job.to_dict(), "status": "done",
         "metrics": record_metrics, "selected_epoch": best["epoch"], "epochs": int(budget["epochs"]),
-        "stages": [{"name": s, "epochs": e} for s, e in zip(model.stages, epochs)],
+        "selected_weights": best.get("weights", "plain"),
+        "stages": [{"name": s, "epochs": e, "recipe": stage_recipe(job, s)} for s, e in zip(model.stages, epochs)],
         "history": history, "training_free": trick,
         "convergence": convergence(history), "collapse": collapse,
+        "nonfinite_steps": sum(h.get("nonfinite_steps", 0) for h in history),
+        "runtime": asdict(rt),
         "backbone_weights": None if weights is None else {**weights, "pretraining": pretraining},
         "timing": {"wall_s": round(time.perf_counter() - t0 + prior_s, 2),
                    "train_s": round(train_s, 2), "eval_s": round(eval_s, 2),
@@ -252,58 +278,59 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
     return record, predictions
 
 
-def _train_epoch(model: MultiLabelModel, job: JobSpec, train: datasets.Split, stage: str, si: int,
-                 epoch: int, opt: torch.optim.Optimizer, sched: Any, params: list, device: str,
-                 progress: bool) -> float:
-    seed = derived_seed(job.seed, si, epoch)
-    torch.manual_seed(seed)  # dropout and any in-model randomness replay identically on resume
-    gen = torch.Generator().manual_seed(seed)
-    batches = epoch_batches(len(train), int(job.budget["batch_size"]), gen)
-    n_views, clip = model.views(stage), job.optimizer.get("grad_clip")
-    model.train()
-    total = torch.zeros(())
-    parts: dict[str, torch.Tensor] = {}
-    bar = _progress(batches, f"{job.display_name}/{stage} e{epoch + 1}", progress)
-    for step, idx in enumerate(bar):
-        views, targets = batch_views(train, idx, n_views, job.budget["augmentation"],
-                                     job.budget["normalize"], gen, "cpu")
-        views, targets = distributed.shard_batch(views, targets, device)  # DDP: this rank's slice
-        loss = model.loss(views, targets, stage)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} in {job.method} stage {stage} "
-                                     f"epoch {epoch + 1} step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        distributed.average_gradients(params)  # DDP: mean over ranks, before clipping
-        if clip:
-            torch.nn.utils.clip_grad_norm_(params, float(clip))
-        opt.step()
-        sched.step()
-        total += loss.detach().cpu()  # summed on the host once per epoch: no per-step float()
-        for name, value in (getattr(model, "loss_parts", None) or {}).items():
-            parts[name] = parts.get(name, 0.0) + value.cpu()
-        model.loss_parts = None  # a model sets its parts per step (ProbMCL's NLL and lambda x PCL)
-    mean = {f"loss_{k}": round(float(v) / len(batches), 6) for k, v in parts.items()}
-    return round(distributed.average_scalar(float(total)) / len(batches), 6), mean  # DDP: mean over ranks
+def stage_recipe(job: JobSpec, stage: str) -> dict[str, Any]:
+    """The optimiser, augmentation and EMA decay of ``stage``: the job's, with a paper recipe's
+    per-stage overrides (``budget.stage_recipe``, e.g. IML-GCN's stage 1 = ASL's recipe)."""
+    over = (job.budget.get("stage_recipe") or {}).get(stage, {})
+    return {"optimizer": {**job.optimizer, **over.get("optimizer", {})},
+            "augmentation": over.get("augmentation", job.budget["augmentation"]),
+            "ema": over.get("ema", job.budget.get("ema"))}
 
 
-def _progress(items: list, desc: str, enabled: bool):
+def _validate(model: MultiLabelModel, ema: Any, data: datasets.MultiLabelData, job: JobSpec, feed: Feed,
+              epoch: int, entry: dict[str, Any], best: dict[str, Any]) -> dict[str, Any]:
+    """Validation mAP of the plain (and EMA) weights into ``entry``; the better of the best so far
+    and these (selection on validation only)."""
+    ebs, conv = int(job.budget["eval_batch_size"]), job.evaluation["convention"]
+    candidates = [("plain", model, "val_mAP")] + ([("ema", ema.module, "val_mAP_ema")] if ema is not None else [])
+    for name, net, key in candidates:
+        val = evaluate(predict_scores(net, data.val, ebs, feed), data.val.targets, conv)
+        entry[key] = val["mAP"]
+        score = -math.inf if math.isnan(val["mAP"]) else val["mAP"]  # NaN: no positives
+        if best["state"] is None or score > best["val_mAP"]:
+            best = {"val_mAP": score, "epoch": epoch, "weights": name,
+                    "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
+    return best
+
+
+def _collapse_check(model: MultiLabelModel, job: JobSpec, batches, stage: str, progress: bool) -> dict:
+    collapse = model.representation_check(batches)
+    if progress:
+        print(f"  {job.display_name} seed {job.seed} after {stage}: "
+              f"{'COLLAPSED' if collapse['collapsed'] else 'not collapsed'} "
+              f"(dead {collapse['dead_fraction']:.2f}, similarity sd {collapse['similarity_std']:.4f}, "
+              f"effective rank {collapse['effective_rank']:.1f})", flush=True)
+    return collapse
+
+
+def _progress(desc: str, enabled: bool):
     if not enabled:
-        return items
+        return None
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, leave=False, mininterval=2.0, dynamic_ncols=True,
-                disable=None)  # None: only on a terminal
+    return lambda items: tqdm(items, desc=desc, leave=False, mininterval=2.0, dynamic_ncols=True,
+                              disable=None)  # None: only on a terminal
 
 
 def _final_evaluation(model: MultiLabelModel, job: JobSpec, data: datasets.MultiLabelData,
-                      best: dict[str, Any], device: str):
-    """Test (and val) metrics at the last and the selected epoch; the training-free trick."""
-    ebs, norm, conv = int(job.budget["eval_batch_size"]), job.budget["normalize"], job.evaluation["convention"]
+                      best: dict[str, Any], feed: Feed):
+    """Test (and val) metrics at the last epoch (plain weights) and at the selected epoch (the
+    plain or EMA weights validation chose); the training-free trick on the selected weights."""
+    ebs, conv = int(job.budget["eval_batch_size"]), job.evaluation["convention"]
 
     def both() -> tuple[dict, dict, np.ndarray, np.ndarray]:
-        val = predict_scores(model, data.val, ebs, norm, device)
-        test = predict_scores(model, data.test, ebs, norm, device)
+        val = predict_scores(model, data.val, ebs, feed)
+        test = predict_scores(model, data.test, ebs, feed)
         return evaluate(val, data.val.targets, conv), evaluate(test, data.test.targets, conv), test, val
 
     last_val, last_test, _, _ = both()
@@ -317,42 +344,24 @@ def _final_evaluation(model: MultiLabelModel, job: JobSpec, data: datasets.Multi
     predictions = {"test_scores": test_scores, "test_targets": data.test.targets.astype(np.int8)}
     trick = None
     if model.linear_classifier() is not None:
-        trick = _training_free(model, job, data, sel_test["mAP"], ebs, norm, device)
+        trick = _training_free(model, job, data, sel_test["mAP"], ebs, feed)
     return metrics, predictions, trick
 
 
 def _training_free(model: MultiLabelModel, job: JobSpec, data: datasets.MultiLabelData,
-                   baseline_map: float, ebs: int, norm: str, device: str) -> dict[str, Any]:
+                   baseline_map: float, ebs: int, feed: Feed) -> dict[str, Any]:
     from methods.csra import fixed_lambda
 
     fixed = fixed_lambda(job.backbone["name"])
     lambdas = sorted(set(float(x) for x in job.evaluation["trick_lambdas"]) | {fixed})
     conv = job.evaluation["convention"]
     val = {lam: evaluate(s, data.val.targets, conv)
-           for lam, s in predict_training_free(model, data.val, lambdas, ebs, norm, device).items()}
+           for lam, s in predict_training_free(model, data.val, lambdas, ebs, feed).items()}
     test = {lam: evaluate(s, data.test.targets, conv)
-            for lam, s in predict_training_free(model, data.test, lambdas, ebs, norm, device).items()}
+            for lam, s in predict_training_free(model, data.test, lambdas, ebs, feed).items()}
     chosen = max(lambdas, key=lambda lam: (val[lam]["mAP"], -lam))
     return {"applied_to": "selected", "lambdas": lambdas, "fixed_lambda": fixed,
             "val_selected_lambda": chosen, "baseline_test_mAP": baseline_map,
             "val_mAP": {str(k): v["mAP"] for k, v in val.items()},
             "test_mAP": {str(k): v["mAP"] for k, v in test.items()},
             "test": {str(k): v for k, v in test.items()}}
-
-
-def _save_checkpoint(jd: JobDir, model, opt, sched, stage_index: int, epochs_done: int,
-                     best: dict, history: list, train_s: float, collapse: dict | None) -> None:
-    buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "stage_index": stage_index,
-                "epochs_done": epochs_done, "best": best, "history": copy.deepcopy(history),
-                "train_s": train_s, "collapse": collapse}, buf)
-    atomic_write_bytes(jd.checkpoint_file, buf.getvalue())
-
-
-def _load_checkpoint(jd: JobDir, model: MultiLabelModel) -> dict[str, Any] | None:
-    if not jd.checkpoint_file.exists():
-        return None
-    state = torch.load(jd.checkpoint_file, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"])
-    return state

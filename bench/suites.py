@@ -22,6 +22,7 @@ import yaml
 
 import methods
 from bench.jobs import JobSpec
+from bench.train.settings import RUNTIME_DEFAULTS
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 
@@ -32,6 +33,7 @@ BUDGET_DEFAULTS: dict[str, Any] = {
     "epochs": 6, "batch_size": 64, "resolution": 48, "train_images": None,
     "augmentation": "shift", "normalize": "none", "eval_batch_size": 256,
     "stage_split": None,  # None: each two-stage method's own default split
+    **RUNTIME_DEFAULTS,  # precision, ema, accumulate, workers, ... (bench/train/settings.py)
 }
 OPTIMIZER_DEFAULTS: dict[str, Any] = {
     "name": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "schedule": "onecycle",
@@ -460,10 +462,16 @@ def check_budget(where: str, budget: Mapping[str, Any]) -> None:
                               or sum(split) != budget["epochs"]):
         raise SpecError(f"{where}: budget.stage_split={split!r} must be null or a list of epochs >= 0 "
                         f"per stage summing to budget.epochs={budget['epochs']}")
+    from bench.train.settings import runtime_problem
+
+    problem = runtime_problem(budget)
+    if problem:
+        key, value, allowed = problem
+        raise SpecError(f"{where}: budget.{key}={value!r} must be {allowed}")
 
 
 def check_optimizer(where: str, opt: Mapping[str, Any]) -> None:
-    from bench.training import OPTIMIZERS, SCHEDULES
+    from bench.train.optim import OPTIMIZERS, SCHEDULES
 
     _need_choice(where, "optimizer.name", opt["name"], OPTIMIZERS)
     _need_num(where, "optimizer.lr", opt["lr"], 0, low_open=True)
@@ -552,12 +560,15 @@ def method_stages(method: str) -> tuple[str, ...] | None:
 
 
 #: Recipe keys the suite always decides: a suite is one (backbone, resolution) configuration.
-SUITE_DECIDES = ("backbone", "resolution", "large", "views")
+#: They are listed in ``budget.recipe_suite_decides``, not among the keys not applied.
+SUITE_DECIDES = ("backbone", "resolution", "large")
+#: Recipe keys the method's model applies itself (ProbMCL's two contrastive views).
+MODEL_APPLIES = ("views",)
 
 
 def effective_optimizer(name: str, mode: str | None) -> tuple[str, str]:
     """(optimizer name, weight-decay mode) after ``weight_decay_mode``: coupled is torch Adam/SGD
-    (L2 on the weights only, see bench.training.param_groups), decoupled is torch AdamW."""
+    (L2 on the weights only, see bench.train.optim.param_groups), decoupled is torch AdamW."""
     if mode is None:
         return name, "decoupled" if name == "adamw" else "coupled"
     if mode == "decoupled":
@@ -570,14 +581,20 @@ def effective_optimizer(name: str, mode: str | None) -> tuple[str, str]:
 def recipe_budget(suite: SuiteSpec, method: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(budget, optimizer) of a job: the suite's, or under 'paper-recipe' the method's recipe
     laid over the suite's. Keys the suite decides (SUITE_DECIDES) and keys the runner cannot
-    apply (e.g. EMA) are listed in ``budget['recipe_not_applied']``, so the record says so.
+    apply are listed in ``budget['recipe_not_applied']`` (empty for every registered method: a
+    test holds it so); ``stage_recipe`` (IML-GCN's stage 1 = ASL's recipe) becomes
+    ``budget['stage_recipe']`` for the runner (``bench.runner.stage_recipe``).
     The optimiser's name and ``weight_decay_mode`` come out resolved (effective_optimizer)."""
     budget, optimizer = dict(suite.budget), dict(suite.optimizer)
     if suite.protocol == "paper-recipe":
-        not_applied = []
+        not_applied, decided = [], []
         for key, value in methods.get(method).recipe.items():
             if key in SUITE_DECIDES:
-                not_applied.append(key)
+                decided.append(key)
+            elif key in MODEL_APPLIES:
+                continue
+            elif key == "stage_recipe":
+                budget["stage_recipe"] = {stage: dict(v) for stage, v in value.items()}
             elif key == "optimizer":
                 optimizer["name"] = value
             elif key == "true_weight_decay":
@@ -594,6 +611,7 @@ def recipe_budget(suite: SuiteSpec, method: str) -> tuple[dict[str, Any], dict[s
             else:
                 not_applied.append(key)
         budget["recipe_not_applied"] = sorted(not_applied)
+        budget["recipe_suite_decides"] = sorted(decided)
         if optimizer["name"] == "sgd" and optimizer.get("weight_decay_mode") == "decoupled":
             optimizer["weight_decay_mode"] = None  # SGD recipes (CSRA, ML-GCN) stay coupled
     optimizer["name"], optimizer["weight_decay_mode"] = effective_optimizer(

@@ -50,6 +50,10 @@ def main(args: argparse.Namespace) -> int:
     cluster = {**sweep.cluster, **parse_cluster_overrides(args.cluster)}
     if executor_name == "slurm":
         parse_cluster(cluster, f"{sweep.source}: cluster")  # bad options fail before anything runs
+    else:
+        from bench.train.precision import check_local_device
+
+        check_local_device([j.budget for j in jobs], args.device)
     if args.dry_run:  # reads the store and the scheduler; writes nothing
         statuses, _ = job_statuses(jobs, store)
         print(f"{'job_id':<22} {'label':<28} {'seed':>4}  {'state':<10} hparams")

@@ -2,13 +2,36 @@
 
 Convention for every loss here: ``targets`` is (B, C) float with 1 = positive,
 0 = negative and -1 = ignore; ignored entries contribute nothing.
+
+Every public loss is ``@fp32_loss``: under mixed precision (``budget.precision: bf16 | fp16``)
+it runs with autocast off and its fp16 / bf16 tensor arguments upcast to float32, so no
+matmul, log or exp of a loss runs in half precision; float64 inputs stay float64.
 """
 from __future__ import annotations
 
+import functools
 import math
+from typing import Callable, TypeVar
 
 import torch
 import torch.nn.functional as F
+
+_F = TypeVar("_F", bound=Callable)
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def fp32_loss(fn: _F) -> _F:
+    """Run ``fn`` with autocast disabled and half-precision tensor arguments upcast to float32."""
+    def up(v):
+        return v.float() if isinstance(v, torch.Tensor) and v.dtype in _HALF else v
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        kind = tensors[0].device.type if tensors else "cpu"
+        with torch.autocast(kind, enabled=False):
+            return fn(*(up(a) for a in args), **{k: up(v) for k, v in kwargs.items()})
+    return wrapper  # type: ignore[return-value]
 
 
 def _loss_dtype(logits: torch.Tensor) -> torch.dtype:
@@ -32,6 +55,7 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ValueError(f"reduction={reduction!r} must be 'sum', 'mean' or 'none'")
 
 
+@fp32_loss
 def bce_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Binary cross-entropy on logits (B, C) with ignore mask; ``mean`` over all entries.
 
@@ -42,6 +66,7 @@ def bce_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean
     return _reduce(loss, reduction)
 
 
+@fp32_loss
 def asymmetric_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
@@ -113,6 +138,7 @@ def _log_inner_rows(lp_a, mu_a, var_a, lp_b, mu_b, var_b, dim: int) -> torch.Ten
     return torch.logsumexp(_pair_log_kernel(lp_a, mu_a, var_a, lp_b, mu_b, var_b, dim).flatten(2), dim=2)
 
 
+@fp32_loss
 def gmm_log_inner_product(
     pi_a: torch.Tensor, mu_a: torch.Tensor, var_a: torch.Tensor,
     pi_b: torch.Tensor, mu_b: torch.Tensor, var_b: torch.Tensor,
@@ -163,6 +189,7 @@ class _ChunkedLogInner(torch.autograd.Function):
         return (*grads_a, *grads_b, None, None)
 
 
+@fp32_loss
 def gmm_log_self_inner_product(pi: torch.Tensor, mu: torch.Tensor, var: torch.Tensor, dim: int,
                                *, log_weights: bool = False) -> torch.Tensor:
     """log int p(z)^2 dz of each mixture (N, K) -> (N,) (the diagonal of gmm_log_inner_product)."""
@@ -260,6 +287,7 @@ class _ShiftedCorrelation(torch.autograd.Function):
                 None, None, None, None)
 
 
+@fp32_loss
 def gmm_correlation(
     pi_a: torch.Tensor, mu_a: torch.Tensor, var_a: torch.Tensor,
     pi_b: torch.Tensor, mu_b: torch.Tensor, var_b: torch.Tensor,
@@ -323,6 +351,7 @@ def _pair_log_kernel_pairs(la, ma, va, lb, mb, vb, dim: int) -> torch.Tensor:
     return la[:, :, None] + lb[:, None, :] - 0.5 * dim * (torch.log(s) + d2 / s)
 
 
+@fp32_loss
 def label_overlap(labels: torch.Tensor, overlap: str = "jaccard") -> torch.Tensor:
     """Pairwise overlap D(y_i, y_j) of label vectors (M, C) in {1, 0, -1 (= 0)} -> (M, M) in [0, 1].
 
@@ -341,6 +370,7 @@ def label_overlap(labels: torch.Tensor, overlap: str = "jaccard") -> torch.Tenso
     return torch.where(denom > 0, inter / denom.clamp(min=1e-12), torch.zeros_like(inter))
 
 
+@fp32_loss
 def probabilistic_contrastive_loss(sim: torch.Tensor, labels: torch.Tensor, alpha: float = 0.6,
                                    tau: float = 0.2, overlap: str = "jaccard",
                                    reduction: str = "sum") -> torch.Tensor:
@@ -370,6 +400,7 @@ def probabilistic_contrastive_loss(sim: torch.Tensor, labels: torch.Tensor, alph
     return _reduce(per_anchor, reduction)
 
 
+@fp32_loss
 def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, var: torch.Tensor,
                          normalised: bool = True) -> torch.Tensor:
     """log N(z; mean_k, var_k) of z (M, n) under each of K components -> (M, K).
@@ -389,6 +420,7 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, var: torch.Tensor,
     return log_k + log_norm if normalised else log_k
 
 
+@fp32_loss
 def mixture_nll(z: torch.Tensor, log_pi: torch.Tensor, mu: torch.Tensor, var: torch.Tensor,
                 reduction: str = "sum") -> torch.Tensor:
     """-log sum_k pi_k N(z; mu_k 1, var_k I) per sample (paper Eq. 2) -> scalar ('sum' as the paper).
@@ -402,6 +434,7 @@ def mixture_nll(z: torch.Tensor, log_pi: torch.Tensor, mu: torch.Tensor, var: to
 LABEL_NLL_READINGS = ("label-posterior", "label-conditional")
 
 
+@fp32_loss
 def mixture_label_nll(z: torch.Tensor, log_pi: torch.Tensor, mu: torch.Tensor, var: torch.Tensor,
                       targets: torch.Tensor, reading: str = "label-posterior",
                       reduction: str = "sum") -> torch.Tensor:
@@ -426,6 +459,7 @@ def mixture_label_nll(z: torch.Tensor, log_pi: torch.Tensor, mu: torch.Tensor, v
     return _reduce(torch.where(has, per_sample, torch.zeros_like(per_sample)), reduction)
 
 
+@fp32_loss
 def bhattacharyya_log_coefficient(mu: torch.Tensor, var: torch.Tensor, dim: int,
                                   scale: float = 1.0) -> torch.Tensor:
     """log BC = -Bhattacharyya distance between component k of sample i and component k of j.
@@ -443,6 +477,7 @@ def bhattacharyya_log_coefficient(mu: torch.Tensor, var: torch.Tensor, dim: int,
     return -(distance if scale == 1.0 else scale * distance)
 
 
+@fp32_loss
 def kmcl_kernel_contrastive_loss(log_bc: torch.Tensor, targets: torch.Tensor, tau: float = 0.17,
                                  jaccard: str = "inside_log", reduction: str = "mean") -> torch.Tensor:
     """KMCL's kernel contrastive loss from per-class component similarities -> scalar.
@@ -474,6 +509,7 @@ def kmcl_kernel_contrastive_loss(log_bc: torch.Tensor, targets: torch.Tensor, ta
     return _reduce(per_anchor, reduction)
 
 
+@fp32_loss
 def kmcl_reconstruction_loss(z: torch.Tensor, pi_logits: torch.Tensor, mu: torch.Tensor,
                              var: torch.Tensor, targets: torch.Tensor, normalised: bool = False,
                              reduction: str = "mean") -> torch.Tensor:

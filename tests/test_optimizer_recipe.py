@@ -13,7 +13,7 @@ import torch
 
 import methods
 from bench.suites import SpecError, expand_jobs, load_suite
-from bench.training import build_optimizer
+from bench.train.optim import build_optimizer
 from methods.base import BuildContext
 from tests.helpers import tiny_suite
 

@@ -64,7 +64,7 @@ def test_every_excluded_module_exists_and_runner_code_is_included():
     files = {p.relative_to(REPO).as_posix() for d in provenance.CODE_DIRS for p in (REPO / d).rglob("*.py")}
     assert {k for k in provenance.EXCLUDED if k != "bench/compare.py"} <= files
     hashed = set(provenance.current_code_files())
-    for must in ("bench/runner.py", "bench/training.py", "bench/metrics.py", "bench/augment.py",
+    for must in ("bench/runner.py", "bench/train/loop.py", "bench/metrics.py", "bench/augment.py",
                  "bench/data/embedded.py", "methods/losses.py", "methods/probmcl.py", "methods/base.py"):
         assert must in hashed
     assert not hashed & set(provenance.EXCLUDED)

@@ -139,7 +139,8 @@ def test_paper_recipe_keeps_the_suites_resolution():
     """The suite decides backbone and resolution (SUITE_DECIDES); the recipe's are recorded."""
     suite = load_suite("coco-tables-recipe")
     asl = next(j for j in expand_jobs(suite) if j.method == "asl")
-    assert asl.budget["resolution"] == 448 and "resolution" in asl.budget["recipe_not_applied"]
+    assert asl.budget["resolution"] == 448 and "resolution" in asl.budget["recipe_suite_decides"]
+    assert asl.budget["recipe_not_applied"] == [] and asl.budget["ema"] == 0.9997
 
 
 # ----------------------------------------------------------------------------- name == file stem

@@ -1,18 +1,13 @@
-"""Pieces of the training loop: optimiser, schedule, batches, prediction.
-
-Kept apart from ``bench.runner`` (which orchestrates a job) so each stays small.
-"""
+"""Optimiser, parameter groups, learning-rate schedule and the derived seeds of a job."""
 from __future__ import annotations
 
 import zlib
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from bench.augment import augment, to_float
-from bench.data.base import Split
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
@@ -96,56 +91,3 @@ def build_schedule(opt: torch.optim.Optimizer, cfg: Mapping[str, Any], epochs: i
     else:
         raise ValueError(f"optimizer schedule {name!r} must be one of {', '.join(SCHEDULES)}")
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def epoch_batches(n: int, batch_size: int, generator: torch.Generator) -> list[np.ndarray]:
-    """Shuffled, sorted-within-batch index arrays; the last partial batch is dropped so every
-    method sees exactly epochs x floor(n / batch_size) x batch_size images."""
-    perm = torch.randperm(n, generator=generator).numpy()
-    steps = n // batch_size
-    if steps == 0:
-        raise ValueError(f"budget batch_size={batch_size} exceeds the {n} training images")
-    return [np.sort(perm[i * batch_size:(i + 1) * batch_size]) for i in range(steps)]
-
-
-def batch_views(split: Split, idx: np.ndarray, n_views: int, aug: str, normalize: str,
-                generator: torch.Generator, device: str) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """(views, targets) for the images ``idx``: ``n_views`` independent augmentations."""
-    raw = torch.from_numpy(np.ascontiguousarray(split.images[idx]))
-    views = [augment(raw, aug, generator, normalize).to(device) for _ in range(n_views)]
-    targets = torch.from_numpy(split.targets[idx].astype(np.float32)).to(device)
-    return views, targets
-
-
-def iterate_plain(split: Split, batch_size: int, normalize: str,
-                  device: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Fixed-order, unaugmented (images, targets) batches over a split."""
-    for i in range(0, len(split), batch_size):
-        raw = torch.from_numpy(np.ascontiguousarray(split.images[i:i + batch_size]))
-        targets = torch.from_numpy(split.targets[i:i + batch_size].astype(np.float32))
-        yield to_float(raw, normalize).to(device), targets.to(device)
-
-
-@torch.no_grad()
-def predict_scores(model: nn.Module, split: Split, batch_size: int, normalize: str,
-                   device: str) -> np.ndarray:
-    """Sigmoid scores (N, C) in float32 (computed from fp32 logits: no fp16 saturation ties)."""
-    model.eval()
-    out = [torch.sigmoid(model(x).float()).cpu() for x, _ in iterate_plain(split, batch_size, normalize, device)]
-    return torch.cat(out).numpy().astype(np.float32)
-
-
-@torch.no_grad()
-def predict_training_free(model: nn.Module, split: Split, lambdas: list[float], batch_size: int,
-                          normalize: str, device: str) -> dict[float, np.ndarray]:
-    """Scores of CSRA's training-free trick on the model's own linear head, per Lambda."""
-    from methods.csra import training_free_logits
-
-    weight, bias = model.linear_classifier()
-    model.eval()
-    out: dict[float, list[torch.Tensor]] = {lam: [] for lam in lambdas}
-    for x, _ in iterate_plain(split, batch_size, normalize, device):
-        fmap = model.features(x)
-        for lam in lambdas:
-            out[lam].append(torch.sigmoid(training_free_logits(fmap, weight, bias, lam).float()).cpu())
-    return {lam: torch.cat(v).numpy().astype(np.float32) for lam, v in out.items()}
