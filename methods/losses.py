@@ -472,8 +472,13 @@ def bhattacharyya_log_coefficient(mu: torch.Tensor, var: torch.Tensor, dim: int,
     """
     m_i, m_j, v_i, v_j = mu[:, None], mu[None, :], var[:, None], var[None, :]
     s = v_i + v_j
-    per_dim = 0.25 * (m_i - m_j).square() / s + 0.5 * (torch.log(s / 2) - 0.5 * (torch.log(v_i) + torch.log(v_j)))
-    distance = per_dim.sum(3) if mu.dim() == 3 else dim * per_dim
+    if mu.dim() == 3:  # the per-sample log-variance sums are separable: (M, K), not (M, M, K, n)
+        log_v = torch.log(var).sum(2)
+        distance = (0.25 * (m_i - m_j).square() / s + 0.5 * torch.log(s / 2)).sum(3) \
+            - 0.25 * (log_v[:, None] + log_v[None, :])
+    else:
+        distance = dim * (0.25 * (m_i - m_j).square() / s
+                          + 0.5 * (torch.log(s / 2) - 0.5 * (torch.log(v_i) + torch.log(v_j))))
     return -(distance if scale == 1.0 else scale * distance)
 
 
