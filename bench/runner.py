@@ -46,16 +46,18 @@ CACHE_DIR = os.environ.get("BENCH_CACHE_DIR", ".cache/data")
 
 
 @functools.lru_cache(maxsize=4)
-def _load_data(dataset_json: str, resolution: int, data_root: str | None) -> datasets.MultiLabelData:
+def _load_data(dataset_json: str, resolution: int, data_root: str | None,
+               image_cache: bool = True) -> datasets.MultiLabelData:
     spec = json.loads(dataset_json)
     return datasets.load(spec["name"], spec.get("options"), resolution=resolution,
-                         data_root=data_root, cache_dir=CACHE_DIR)
+                         data_root=data_root, cache_dir=CACHE_DIR, image_cache=image_cache)
 
 
 def load_job_data(job: JobSpec) -> datasets.MultiLabelData:
     """The job's dataset, loaded once per process (every method and seed share it)."""
     root = job.data_root or os.environ.get("BENCH_DATA_ROOT")
-    data = _load_data(canonical_json(job.dataset), int(job.budget["resolution"]), root)
+    data = _load_data(canonical_json(job.dataset), int(job.budget["resolution"]), root,
+                      bool(job.budget.get("image_cache", True)))
     n = job.budget.get("train_images")
     if n and n < len(data.train):
         keep = np.sort(np.random.default_rng(0).permutation(len(data.train))[:n])

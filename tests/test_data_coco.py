@@ -149,3 +149,34 @@ def test_inspect_cli_json_without_pixel_cache(root, tmp_path, capsys, monkeypatc
     assert cli.main(["data", "inspect", "--dataset", "coco2014", "--data-root", str(root),
                      "--option", "val_fraction"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_without_the_cache_the_workers_decode_the_same_pixels(root, tmp_path, monkeypatch):
+    """budget.image_cache: false -> LazyImages: no memmap is written, every image decodes to the
+    cache's pixels, and the training DataLoader's workers do the decoding (same batches)."""
+    import torch
+
+    from bench.data.cache import LazyImages
+    from bench.train.data import Feed
+
+    cached = _load(root, tmp_path)
+    lazy = data.load("coco2014", {"val_fraction": 0.2}, resolution=16, data_root=str(root),
+                     cache_dir=tmp_path / "nocache", image_cache=False)
+    assert not (tmp_path / "nocache").exists() and isinstance(lazy.train.images, LazyImages)
+    assert lazy.fingerprint == cached.fingerprint and lazy.conventions["image_cache"] is False
+    for name in ("train", "val", "test"):
+        assert np.array_equal(lazy.split(name).images[np.arange(len(lazy.split(name)))],
+                              np.asarray(cached.split(name).images))
+    batches = [np.array([0, 2, 3]), np.array([1, 4])]
+    served = list(Feed("cpu", workers=2).raw(lazy.train, batches))
+    for (x, t), idx in zip(served, batches):
+        assert torch.equal(x, torch.from_numpy(np.asarray(cached.train.images[idx])))
+        assert torch.equal(t, torch.from_numpy(cached.train.targets[idx].astype(np.float32)))
+
+
+def test_without_the_cache_a_missing_image_is_named(root, tmp_path):
+    victim = next((root / "coco2014" / "train2014").glob("*.jpg"))
+    victim.unlink()
+    with pytest.raises(DataError, match=rf"{victim.name}: image file missing"):
+        data.load("coco2014", {"val_fraction": 0.2}, resolution=16, data_root=str(root),
+                  cache_dir=tmp_path / "c", image_cache=False)

@@ -3,7 +3,8 @@
 A loader is ``load(options, *, resolution, data_root, cache_dir) -> MultiLabelData``
 where ``options`` is the suite's ``dataset.options`` mapping (the loader rejects
 unknown keys), ``data_root`` the user's data folder (None for embedded sets) and
-``cache_dir`` where decoded/resized image caches live.
+``cache_dir`` where decoded/resized image caches live (None: the file-based loaders decode
+lazily, in the training DataLoader's workers; the embedded set is always cached).
 """
 from __future__ import annotations
 
@@ -36,10 +37,13 @@ def get_loader(name: str) -> Loader:
 
 
 def load(name: str, options: Mapping[str, Any] | None, *, resolution: int,
-         data_root: str | None = None, cache_dir: str | Path = ".cache/data") -> MultiLabelData:
-    """Load dataset ``name`` at ``resolution`` (images resized to resolution x resolution)."""
+         data_root: str | None = None, cache_dir: str | Path | None = ".cache/data",
+         image_cache: bool = True) -> MultiLabelData:
+    """Load dataset ``name`` at ``resolution`` (images resized to resolution x resolution);
+    ``image_cache=False``: file-based datasets decode on access instead of into the cache."""
+    lazy = not image_cache and name != "mnist-mosaic"
     return get_loader(name)(dict(options or {}), resolution=resolution, data_root=data_root,
-                            cache_dir=Path(cache_dir))
+                            cache_dir=None if lazy else Path(cache_dir))
 
 
 __all__ = ["DataError", "MultiLabelData", "Split", "load", "names", "get_loader"]

@@ -10,6 +10,11 @@ different file list or resolution builds a new cache and an unchanged one is
 reused. The folder is built under a temporary name and renamed into place
 (atomic: a crash never leaves a half cache that looks complete).
 
+Without a cache (``budget.image_cache: false``: no disk for a 74 GB COCO memmap at 448 px)
+each split's images are a :class:`LazyImages`: indexing it decodes and resizes the files with
+the same :func:`decode_resized`, so the numbers are the cache's; the training DataLoader's
+workers do that decoding (``bench.train.data``), in parallel with the model.
+
 This module also holds what the three loaders share: their common options and
 the assembly of a :class:`MultiLabelData` from per-split file lists.
 """
@@ -78,6 +83,41 @@ def _decode_chunk(task: tuple[str, int, int, int, list[str]]) -> list[tuple[int,
             failures.append((start + offset, f"{type(err).__name__}: {err}"))
     mm.flush()
     return failures
+
+
+class LazyImages:
+    """An (N, R, R, 3) uint8 array-like over image files, decoded when indexed (no cache).
+
+    Supports what the data path uses: ``shape``, ``len``, and indexing by an int, a slice or
+    an integer array (returns a numpy array, decoded with :func:`decode_resized`)."""
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, paths: Sequence[str], resolution: int) -> None:
+        self.paths, self.resolution = [str(p) for p in paths], int(resolution)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.paths), self.resolution, self.resolution, 3)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _one(self, i: int) -> np.ndarray:
+        try:
+            return decode_resized(self.paths[i], self.resolution)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise DataError(f"{self.paths[i]}: image file unreadable ({type(err).__name__}: {err}); "
+                            "restore it, or build the cache with skip_bad_images: true") from None
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        if isinstance(idx, (int, np.integer)):
+            return self._one(int(idx))
+        rows = range(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx).reshape(-1)
+        out = np.empty((len(rows), self.resolution, self.resolution, 3), np.uint8)
+        for k, i in enumerate(rows):
+            out[k] = self._one(int(i))
+        return out
 
 
 @dataclass(frozen=True)
@@ -218,9 +258,10 @@ def subset_train(train: SplitFiles, opts: Mapping[str, Any], conventions: dict[s
 
 
 def assemble(dataset: str, classes: Sequence[str], splits: Mapping[str, SplitFiles], *,
-             resolution: int, cache_dir: Path, opts: Mapping[str, Any],
+             resolution: int, cache_dir: Path | None, opts: Mapping[str, Any],
              conventions: dict[str, Any]) -> MultiLabelData:
-    """MultiLabelData from the three splits' file lists: decode via the cache (or not, labels_only)."""
+    """MultiLabelData from the three splits' file lists: decode via the cache, lazily when
+    ``cache_dir`` is None (:class:`LazyImages`), or not at all (labels_only)."""
     built: dict[str, Split] = {}
     skipped = 0
     for name in ("train", "val", "test"):
@@ -229,12 +270,20 @@ def assemble(dataset: str, classes: Sequence[str], splits: Mapping[str, SplitFil
             images: np.ndarray = np.zeros((len(files.ids), 0, 0, 3), np.uint8)
             built[name] = Split(images, files.targets, tuple(files.ids))
             continue
+        if cache_dir is None:
+            missing = [p for p in files.paths if not os.path.isfile(p)]
+            if missing:
+                raise DataError(f"{missing[0]}: image file missing ({len(missing)} of {len(files.paths)} in "
+                                f"{dataset}/{name}); restore it (skip_bad_images needs budget.image_cache: true)")
+            built[name] = Split(LazyImages(files.paths, resolution), files.targets, tuple(files.ids))
+            continue
         cached = cached_images(dataset, name, files.paths, resolution, cache_dir,
                                skip_bad=opts["skip_bad_images"])
         skipped += len(cached.skipped)
         built[name] = Split(cached.images, files.targets[cached.kept],
                             tuple(files.ids[i] for i in cached.kept))
     conventions.update({"resize": RESIZE_CONVENTION, "resolution": resolution,
+                        "image_cache": cache_dir is not None,
                         "skipped_images": skipped, "labels_only": bool(opts["labels_only"]),
                         "split_sizes": {k: len(v) for k, v in built.items()}})
     # labels + file lists (not cache keys), so `bench data inspect` shows the run's fingerprint

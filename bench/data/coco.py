@@ -97,7 +97,7 @@ def parse_split(path: Path, data: dict[str, Any], image_dir: Path, categories: l
 
 
 def load(options: dict[str, Any], *, resolution: int, data_root: str | None,
-         cache_dir: Path) -> MultiLabelData:
+         cache_dir: Path | None) -> MultiLabelData:
     opts = resolve_options("coco2014", DEFAULTS, options)
     if opts["class_order"] not in CLASS_ORDERS:
         raise DataError(f"coco2014: class_order={opts['class_order']!r} must be one of {', '.join(CLASS_ORDERS)}")

@@ -105,7 +105,7 @@ def targets_of(rows: list[dict[str, Any]], classes: list[str]) -> np.ndarray:
 
 
 def load(options: dict[str, Any], *, resolution: int, data_root: str | None,
-         cache_dir: Path) -> MultiLabelData:
+         cache_dir: Path | None) -> MultiLabelData:
     opts = resolve_options("generic", DEFAULTS, options)
     if not opts["file"]:
         raise DataError(f"dataset 'generic' needs option file; {LAYOUT}")

@@ -87,7 +87,7 @@ def parse_split(folder: Path, split: str) -> tuple[SplitFiles, np.ndarray]:
 
 
 def load(options: dict[str, Any], *, resolution: int, data_root: str | None,
-         cache_dir: Path) -> MultiLabelData:
+         cache_dir: Path | None) -> MultiLabelData:
     opts = resolve_options("voc2007", DEFAULTS, options)
     policy = opts["difficult_train"]
     if policy not in DIFFICULT_POLICIES:

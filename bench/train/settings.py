@@ -6,8 +6,8 @@ Two kinds:
   ``max_nonfinite_steps`` -- each left out of the id at its neutral value, so records made
   before the key existed keep their ids (``bench.jobs.NEUTRAL_DEFAULTS``);
 * **how fast** (recorded, not in the job id, like the thread count): ``workers``,
-  ``channels_last``, ``cudnn_benchmark``, ``compile``. They change only the speed and, on a GPU,
-  the float rounding of kernels (``bench.jobs.PERFORMANCE_KEYS``).
+  ``channels_last``, ``cudnn_benchmark``, ``compile``, ``image_cache``. They change only the
+  speed and, on a GPU, the float rounding of kernels (``bench.jobs.PERFORMANCE_KEYS``).
 """
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ RUNTIME_DEFAULTS: dict[str, Any] = {
     "channels_last": False,     # NHWC model and inputs (faster convolutions on tensor cores)
     "cudnn_benchmark": True,    # let cuDNN pick the fastest kernels (CUDA only)
     "compile": False,           # torch.compile the backbone (nn.Module.compile: same state_dict keys)
+    "image_cache": True,        # file datasets: decode once into a memmap cache (false: in the workers)
 }
 SEMANTIC_KEYS = ("precision", "ema", "accumulate", "max_nonfinite_steps")
-PERFORMANCE_KEYS = ("workers", "channels_last", "cudnn_benchmark", "compile")
+PERFORMANCE_KEYS = ("workers", "channels_last", "cudnn_benchmark", "compile", "image_cache")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Runtime:
     channels_last: bool = RUNTIME_DEFAULTS["channels_last"]
     cudnn_benchmark: bool = RUNTIME_DEFAULTS["cudnn_benchmark"]
     compile: bool = RUNTIME_DEFAULTS["compile"]
+    image_cache: bool = RUNTIME_DEFAULTS["image_cache"]
 
     @classmethod
     def from_budget(cls, budget: Mapping[str, Any]) -> "Runtime":
@@ -67,7 +69,7 @@ def runtime_problem(budget: Mapping[str, Any]) -> tuple[str, Any, str] | None:
     for key, low in (("accumulate", 1), ("max_nonfinite_steps", 0), ("workers", 0)):
         if not is_int(b[key]) or b[key] < low:
             return key, b[key], f"an integer >= {low}"
-    for key in ("channels_last", "cudnn_benchmark", "compile"):
+    for key in ("channels_last", "cudnn_benchmark", "compile", "image_cache"):
         if not isinstance(b[key], bool):
             return key, b[key], "true or false"
     if b["batch_size"] % b["accumulate"]:
