@@ -16,6 +16,8 @@ from typing import Callable, TypeVar
 import torch
 import torch.nn.functional as F
 
+from methods.bhattacharyya import pairwise_bhattacharyya
+
 _F = TypeVar("_F", bound=Callable)
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -470,13 +472,11 @@ def bhattacharyya_log_coefficient(mu: torch.Tensor, var: torch.Tensor, dim: int,
     ``scale`` multiplies the distance (1 = the definition; KMCL's official anisotropic code
     uses n, see ``methods.kmcl``).
     """
-    m_i, m_j, v_i, v_j = mu[:, None], mu[None, :], var[:, None], var[None, :]
-    s = v_i + v_j
-    if mu.dim() == 3:  # the per-sample log-variance sums are separable: (M, K), not (M, M, K, n)
-        log_v = torch.log(var).sum(2)
-        distance = (0.25 * (m_i - m_j).square() / s + 0.5 * torch.log(s / 2)).sum(3) \
-            - 0.25 * (log_v[:, None] + log_v[None, :])
+    if mu.dim() == 3:  # chunked forward and analytic backward (methods/bhattacharyya.py)
+        distance = pairwise_bhattacharyya(mu, var)
     else:
+        m_i, m_j, v_i, v_j = mu[:, None], mu[None, :], var[:, None], var[None, :]
+        s = v_i + v_j
         distance = dim * (0.25 * (m_i - m_j).square() / s
                           + 0.5 * (torch.log(s / 2) - 0.5 * (torch.log(v_i) + torch.log(v_j))))
     return -(distance if scale == 1.0 else scale * distance)
