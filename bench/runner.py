@@ -16,7 +16,7 @@ import math
 import os
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,17 +29,17 @@ from bench.augment import model_in_chans
 from bench.convergence import chance_map, convergence, write_epoch_log
 from bench.errors import BenchError
 from bench.jobs import JobSpec, canonical_json
-from bench.metrics import convention_record, evaluate
+from bench.metrics import convention_record
 from bench.provenance import now, provenance
 from bench.store import JobDir, Store
-from bench.thresholds import tuned_metrics
 from bench.train.checkpoint import load_checkpoint, save_checkpoint
-from bench.train.data import Feed, epoch_batches, predict_scores, predict_training_free
+from bench.train.data import Feed, epoch_batches
 from bench.train.ema import ema_state, load_ema_state, make_ema
 from bench.train.loop import Step, train_epoch
 from bench.train.optim import build_optimizer, build_schedule, derived_seed, optimizer_groups
 from bench.train.precision import grad_scaler, unsupported
 from bench.train.settings import Runtime
+from bench.evaluate_job import final_evaluation, validate
 from methods.base import BuildContext, MultiLabelModel, StageContext
 
 CACHE_DIR = os.environ.get("BENCH_CACHE_DIR", ".cache/data")
@@ -145,128 +145,179 @@ def _follow(job: JobSpec, jd: JobDir, device: str, threads: int | None) -> dict[
     return json.loads(jd.record_file.read_text())
 
 
+@dataclass
+class Job:
+    """What one run holds while it trains: the built pieces and the state a checkpoint saves."""
+
+    spec: JobSpec
+    jd: JobDir
+    data: datasets.MultiLabelData
+    model: MultiLabelModel
+    feed: Feed
+    rt: Runtime
+    epochs: list[int]
+    progress: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"val_mAP": -math.inf, "epoch": 0, "state": None,
+                                                          "weights": "plain"})
+    train_s: float = 0.0
+    collapse: dict | None = None
+
+
 def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
          progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The table of contents of a job: set up, build, resume, train each stage, evaluate, record."""
     started, t0 = now(), time.perf_counter()
     threads = threads or int(os.environ.get("BENCH_THREADS", 0)) or os.cpu_count() or 1
     torch.set_num_threads(threads)
+    rt = _runtime(job, device)
+    run, hp, pretraining = _build(job, jd, device, rt, progress)
+    state = _resume(run)
+    prior_s = run.train_s  # time spent before a resume (training only; earlier overheads are not kept)
+    for si, stage in enumerate(run.model.stages):
+        _train_stage(run, si, stage, state)
+    if not distributed.is_main():  # DDP: ranks > 0 only train
+        return {}, {}
+    e0 = time.perf_counter()
+    metrics, predictions, trick = final_evaluation(run.model, job, run.data, run.best, run.feed)
+    timing = {"wall_s": round(time.perf_counter() - t0 + prior_s, 2), "eval_s": round(time.perf_counter() - e0, 2),
+              "resumed": state is not None}
+    record = _record(run, hp, metrics, trick, pretraining, timing, device, threads, started)
+    return record, predictions
+
+
+def _runtime(job: JobSpec, device: str) -> Runtime:
     rt = Runtime.from_budget(job.budget)
     problem = unsupported(rt.precision, device)
     if problem:
         raise BenchError(f"budget.precision={rt.precision}: {problem}")
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = rt.cudnn_benchmark
+    return rt
+
+
+def _build(job: JobSpec, jd: JobDir, device: str, rt: Runtime, progress: bool) -> tuple[Job, dict, dict | None]:
+    """Data, feed and model (seeded init, pretrained weights, memory format, compile)."""
     spec = methods.get(job.method)
     hp = spec.resolve(job.hparams)
     data = load_job_data(job)
-    budget = job.budget
-    feed = Feed(device, budget["normalize"], rt.workers, rt.channels_last, rt.precision)
+    feed = Feed(device, job.budget["normalize"], rt.workers, rt.channels_last, rt.precision)
     in_chans = model_in_chans(data.in_chans, feed.normalize)
     backbone_options, pretraining = backbone_weights(job, in_chans, progress)
     torch.manual_seed(derived_seed(job.seed, "init"))
     ctx = BuildContext(num_classes=data.num_classes, class_names=data.classes,
                        train_targets=data.train.targets, backbone=job.backbone["name"],
                        backbone_options=backbone_options,
-                       resolution=int(budget["resolution"]), in_chans=in_chans, device=device)
+                       resolution=int(job.budget["resolution"]), in_chans=in_chans, device=device)
     model = spec.build(ctx, hp).to(device)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    epochs = stage_epochs(model, job)
-    state = load_checkpoint(jd, model)
-    if state is not None and progress:
-        print(f"resuming {job.display_name} seed {job.seed} ({job.job_id}) from epoch "
-              f"{len(state['history'])} of {sum(epochs)}", flush=True)
-    if rt.compile:  # in place: the state_dict keys (checkpoints, EMA) stay the same
-        getattr(model, "backbone", model).compile()
-    collapse = state.get("collapse") if state else None
-    distributed.broadcast_state(model)  # DDP: every rank starts from rank 0's weights
-    history: list[dict[str, Any]] = state["history"] if state else []
-    best = state["best"] if state else {"val_mAP": -math.inf, "epoch": 0, "state": None, "weights": "plain"}
-    train_s = state["train_s"] if state else 0.0
-    prior_s = train_s  # time spent before a resume (training only; earlier overheads are not kept)
+    return Job(job, jd, data, model, feed, rt, stage_epochs(model, job), progress), hp, pretraining
+
+
+def _resume(run: Job) -> dict[str, Any] | None:
+    """Restore the last checkpoint (weights, history, best, timing) if there is one."""
+    state = load_checkpoint(run.jd, run.model)
+    job = run.spec
+    if state is not None:
+        if run.progress:
+            print(f"resuming {job.display_name} seed {job.seed} ({job.job_id}) from epoch "
+                  f"{len(state['history'])} of {sum(run.epochs)}", flush=True)
+        run.history, run.best, run.train_s = state["history"], state["best"], state["train_s"]
+        run.collapse = state.get("collapse")
+    if run.rt.compile:  # in place, after loading: the state_dict keys (checkpoints, EMA) stay the same
+        getattr(run.model, "backbone", run.model).compile()
+    distributed.broadcast_state(run.model)  # DDP: every rank starts from rank 0's weights
+    return state
+
+
+def _train_stage(run: Job, si: int, stage: str, state: dict[str, Any] | None) -> None:
+    """Train stage ``si`` for its epochs (from where a checkpoint left it)."""
+    job, model, data, n_epochs = run.spec, run.model, run.data, run.epochs[si]
     first_stage = state["stage_index"] if state else 0
-    bs, ebs = int(budget["batch_size"]), int(budget["eval_batch_size"])
-    ema = None
-    for si, (stage, n_epochs) in enumerate(zip(model.stages, epochs)):
-        if si < first_stage:
-            continue
-        done_in_stage = state["epochs_done"] if state and si == first_stage else 0
-        if n_epochs == 0 or done_in_stage >= n_epochs:
-            continue
-        recipe = stage_recipe(job, stage)
-        model.prepare_stage(stage, StageContext(
-            stage=stage, stage_index=si, epochs=n_epochs, device=device,
-            iterate_train=lambda: feed.plain(data.train, ebs),
-            train_targets=data.train.targets, resuming=done_in_stage > 0))
-        params = [p for p in model.trainable_parameters(stage) if p.requires_grad]
-        groups = optimizer_groups(model, stage, params, job.protocol, recipe["optimizer"])
-        opt = build_optimizer(groups, recipe["optimizer"])
-        steps = len(data.train) // bs
-        sched = build_schedule(opt, recipe["optimizer"], n_epochs, steps)
-        scaler = grad_scaler(device, rt.precision)
-        ema = make_ema(model, recipe["ema"])
-        resumed_here = bool(state and si == first_stage and done_in_stage > 0)
-        if resumed_here:
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state.get("scaler") or {})
-            load_ema_state(ema, state.get("ema"))
-        step = Step(opt, sched, scaler, ema, params, job.optimizer.get("grad_clip"), rt,
-                    sum(h.get("nonfinite_steps", 0) for h in history))
-        for epoch in range(done_in_stage, n_epochs):
-            e0 = time.perf_counter()
-            seed = derived_seed(job.seed, si, epoch)
-            torch.manual_seed(seed)  # dropout and any in-model randomness replay identically on resume
-            gen = torch.Generator().manual_seed(seed)
-            batches = epoch_batches(len(data.train), bs, gen)
-            result = train_epoch(model, stage, data.train, batches, feed=feed, step=step,
-                                 aug=recipe["augmentation"], n_views=model.views(stage), generator=gen,
-                                 progress=_progress(f"{job.display_name}/{stage} e{epoch + 1}", progress))
-            step.nonfinite_before += result.nonfinite_steps
-            seconds = time.perf_counter() - e0
-            train_s += seconds
-            entry: dict[str, Any] = {"stage": stage, "epoch": epoch + 1, "train_loss": result.loss,
-                                     "val_mAP": None, "lr": float(f"{opt.param_groups[-1]['lr']:.6g}"),
-                                     "seconds": round(seconds, 3),
-                                     "images_per_s": round(steps * bs / seconds, 1), **result.parts}
-            if result.nonfinite_steps:
-                entry["nonfinite_steps"] = result.nonfinite_steps
-            if stage == model.selection_stage() and distributed.is_main():  # DDP: rank 0 evaluates
-                best = _validate(model, ema, data, job, feed, epoch + 1, entry, best)
-            history.append(entry)
-            if epoch + 1 == n_epochs and stage == getattr(model, "checked_stage", None):
-                collapse = _collapse_check(model, job, feed.plain(data.val, ebs), stage, progress)
-            if distributed.is_main():  # DDP: rank 0 writes; the others wait at the barrier
-                save_checkpoint(jd, model=model, opt=opt, sched=sched, scaler=scaler, ema_state=ema_state(ema),
-                                stage_index=si, epochs_done=epoch + 1, best=best, history=history,
-                                train_s=train_s, collapse=collapse)
-                write_epoch_log(jd.path / "summary.csv", history)
-            distributed.barrier()  # DDP
-            if progress:
-                ema_txt = "" if entry.get("val_mAP_ema") is None else f" (EMA {entry['val_mAP_ema']:.2f})"
-                print(f"  {job.display_name} seed {job.seed} {stage} epoch {epoch + 1}/{n_epochs}: "
-                      f"loss {result.loss:.4f} val mAP {'-' if entry['val_mAP'] is None else format(entry['val_mAP'], '.2f')}"
-                      f"{ema_txt} ({entry['images_per_s']} img/s)", flush=True)
-    if not distributed.is_main():  # DDP: ranks > 0 only train
-        return {}, {}
-    e0 = time.perf_counter()
-    record_metrics, predictions, trick = _final_evaluation(model, job, data, best, feed)
-    eval_s = time.perf_counter() - e0
+    done = state["epochs_done"] if state and si == first_stage else 0
+    if si < first_stage or n_epochs == 0 or done >= n_epochs:
+        return
+    bs, ebs = int(job.budget["batch_size"]), int(job.budget["eval_batch_size"])
+    recipe = stage_recipe(job, stage)
+    model.prepare_stage(stage, StageContext(
+        stage=stage, stage_index=si, epochs=n_epochs, device=run.feed.device,
+        iterate_train=lambda: run.feed.plain(data.train, ebs),
+        train_targets=data.train.targets, resuming=done > 0))
+    params = [p for p in model.trainable_parameters(stage) if p.requires_grad]
+    opt = build_optimizer(optimizer_groups(model, stage, params, job.protocol, recipe["optimizer"]),
+                          recipe["optimizer"])
+    steps = len(data.train) // bs
+    sched = build_schedule(opt, recipe["optimizer"], n_epochs, steps)
+    scaler = grad_scaler(run.feed.device, run.rt.precision)
+    ema = make_ema(model, recipe["ema"])
+    if done > 0:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state.get("scaler") or {})
+        load_ema_state(ema, state.get("ema"))
+    step = Step(opt, sched, scaler, ema, params, job.optimizer.get("grad_clip"), run.rt,
+                sum(h.get("nonfinite_steps", 0) for h in run.history))
+    for epoch in range(done, n_epochs):
+        e0 = time.perf_counter()
+        seed = derived_seed(job.seed, si, epoch)
+        torch.manual_seed(seed)  # dropout and any in-model randomness replay identically on resume
+        gen = torch.Generator().manual_seed(seed)
+        result = train_epoch(model, stage, data.train, epoch_batches(len(data.train), bs, gen), feed=run.feed,
+                             step=step, aug=recipe["augmentation"], n_views=model.views(stage), generator=gen,
+                             progress=_progress(f"{job.display_name}/{stage} e{epoch + 1}", run.progress))
+        step.nonfinite_before += result.nonfinite_steps
+        seconds = time.perf_counter() - e0
+        run.train_s += seconds
+        entry: dict[str, Any] = {"stage": stage, "epoch": epoch + 1, "train_loss": result.loss,
+                                 "val_mAP": None, "lr": float(f"{opt.param_groups[-1]['lr']:.6g}"),
+                                 "seconds": round(seconds, 3), "images_per_s": round(steps * bs / seconds, 1),
+                                 **result.parts, **({"nonfinite_steps": result.nonfinite_steps}
+                                                    if result.nonfinite_steps else {})}
+        _end_epoch(run, si, stage, epoch + 1, n_epochs, entry, opt, sched, scaler, ema)
+
+
+def _end_epoch(run: Job, si: int, stage: str, epoch: int, n_epochs: int, entry: dict[str, Any],
+               opt: Any, sched: Any, scaler: Any, ema: Any) -> None:
+    """Validate (selection stage), check collapse (after the checked stage), checkpoint, log.
+    Under DDP rank 0 validates and writes; every rank meets at the barrier."""
+    job, model, main = run.spec, run.model, distributed.is_main()
+    if stage == model.selection_stage() and main:
+        run.best = validate(model, ema, run.data, job, run.feed, epoch, entry, run.best)
+    run.history.append(entry)
+    if epoch == n_epochs and stage == getattr(model, "checked_stage", None):
+        batches = run.feed.plain(run.data.val, int(job.budget["eval_batch_size"]))
+        run.collapse = _collapse_check(model, job, batches, stage, run.progress)
+    if main:
+        save_checkpoint(run.jd, model=model, opt=opt, sched=sched, scaler=scaler, ema_state=ema_state(ema),
+                        stage_index=si, epochs_done=epoch, best=run.best, history=run.history,
+                        train_s=run.train_s, collapse=run.collapse)
+        write_epoch_log(run.jd.path / "summary.csv", run.history)
+    distributed.barrier()
+    if run.progress:
+        ema_txt = "" if entry.get("val_mAP_ema") is None else f" (EMA {entry['val_mAP_ema']:.2f})"
+        val = "-" if entry["val_mAP"] is None else format(entry["val_mAP"], ".2f")
+        print(f"  {job.display_name} seed {job.seed} {stage} epoch {epoch}/{n_epochs}: loss {entry['train_loss']:.4f} "
+              f"val mAP {val}{ema_txt} ({entry['images_per_s']} img/s)", flush=True)
+
+
+def _record(run: Job, hp: dict, metrics: dict, trick: dict | None, pretraining: dict | None,
+            timing: dict[str, Any], device: str, threads: int, started: str) -> dict[str, Any]:
+    job, model, data, bs = run.spec, run.model, run.data, int(run.spec.budget["batch_size"])
     weights = getattr(getattr(model, "backbone", None), "weights_info", None)
-    record = {
+    images = sum(run.epochs) * (len(data.train) // bs) * bs
+    return {
         "job_id": job.job_id, "job": job.to_dict(), "status": "done",
-        "metrics": record_metrics, "selected_epoch": best["epoch"], "epochs": int(budget["epochs"]),
-        "selected_weights": best.get("weights", "plain"),
-        "stages": [{"name": s, "epochs": e, "recipe": stage_recipe(job, s)} for s, e in zip(model.stages, epochs)],
-        "history": history, "training_free": trick,
-        "convergence": convergence(history), "collapse": collapse,
-        "nonfinite_steps": sum(h.get("nonfinite_steps", 0) for h in history),
-        "runtime": asdict(rt),
+        "metrics": metrics, "selected_epoch": run.best["epoch"], "epochs": int(job.budget["epochs"]),
+        "selected_weights": run.best.get("weights", "plain"),
+        "stages": [{"name": s, "epochs": e, "recipe": stage_recipe(job, s)} for s, e in zip(model.stages, run.epochs)],
+        "history": run.history, "training_free": trick,
+        "convergence": convergence(run.history), "collapse": run.collapse,
+        "nonfinite_steps": sum(h.get("nonfinite_steps", 0) for h in run.history),
+        "runtime": asdict(run.rt),
         "backbone_weights": None if weights is None else {**weights, "pretraining": pretraining},
-        "timing": {"wall_s": round(time.perf_counter() - t0 + prior_s, 2),
-                   "train_s": round(train_s, 2), "eval_s": round(eval_s, 2),
-                   "train_images_per_s": round(sum(epochs) * (len(data.train) // bs) * bs / max(train_s, 1e-9), 1),
-                   "resumed": state is not None},
+        "timing": {"wall_s": timing["wall_s"], "train_s": round(run.train_s, 2), "eval_s": timing["eval_s"],
+                   "train_images_per_s": round(images / max(run.train_s, 1e-9), 1), "resumed": timing["resumed"]},
         "distributed": distributed.record_fields(),  # DDP: world_size, backend
         "model": {"params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 4)},
         "hparams_resolved": hp,
@@ -277,7 +328,6 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
         "evaluation": convention_record(job.evaluation["convention"]),
         "provenance": {**provenance(device, threads), "started_at": started, "finished_at": now()},
     }
-    return record, predictions
 
 
 def stage_recipe(job: JobSpec, stage: str) -> dict[str, Any]:
@@ -287,22 +337,6 @@ def stage_recipe(job: JobSpec, stage: str) -> dict[str, Any]:
     return {"optimizer": {**job.optimizer, **over.get("optimizer", {})},
             "augmentation": over.get("augmentation", job.budget["augmentation"]),
             "ema": over.get("ema", job.budget.get("ema"))}
-
-
-def _validate(model: MultiLabelModel, ema: Any, data: datasets.MultiLabelData, job: JobSpec, feed: Feed,
-              epoch: int, entry: dict[str, Any], best: dict[str, Any]) -> dict[str, Any]:
-    """Validation mAP of the plain (and EMA) weights into ``entry``; the better of the best so far
-    and these (selection on validation only)."""
-    ebs, conv = int(job.budget["eval_batch_size"]), job.evaluation["convention"]
-    candidates = [("plain", model, "val_mAP")] + ([("ema", ema.module, "val_mAP_ema")] if ema is not None else [])
-    for name, net, key in candidates:
-        val = evaluate(predict_scores(net, data.val, ebs, feed), data.val.targets, conv)
-        entry[key] = val["mAP"]
-        score = -math.inf if math.isnan(val["mAP"]) else val["mAP"]  # NaN: no positives
-        if best["state"] is None or score > best["val_mAP"]:
-            best = {"val_mAP": score, "epoch": epoch, "weights": name,
-                    "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
-    return best
 
 
 def _collapse_check(model: MultiLabelModel, job: JobSpec, batches, stage: str, progress: bool) -> dict:
@@ -322,48 +356,3 @@ def _progress(desc: str, enabled: bool):
 
     return lambda items: tqdm(items, desc=desc, leave=False, mininterval=2.0, dynamic_ncols=True,
                               disable=None)  # None: only on a terminal
-
-
-def _final_evaluation(model: MultiLabelModel, job: JobSpec, data: datasets.MultiLabelData,
-                      best: dict[str, Any], feed: Feed):
-    """Test (and val) metrics at the last epoch (plain weights) and at the selected epoch (the
-    plain or EMA weights validation chose); the training-free trick on the selected weights."""
-    ebs, conv = int(job.budget["eval_batch_size"]), job.evaluation["convention"]
-
-    def both() -> tuple[dict, dict, np.ndarray, np.ndarray]:
-        val = predict_scores(model, data.val, ebs, feed)
-        test = predict_scores(model, data.test, ebs, feed)
-        return evaluate(val, data.val.targets, conv), evaluate(test, data.test.targets, conv), test, val
-
-    last_val, last_test, _, _ = both()
-    if best["state"] is not None:
-        model.load_state_dict(best["state"])
-    sel_val, sel_test, test_scores, val_scores = both()
-    metrics = {"selected": {"val": sel_val, "test": sel_test,
-                            "test_tuned": tuned_metrics(val_scores, data.val.targets, test_scores,
-                                                        data.test.targets)},
-               "last": {"val": last_val, "test": last_test}}
-    predictions = {"test_scores": test_scores, "test_targets": data.test.targets.astype(np.int8)}
-    trick = None
-    if model.linear_classifier() is not None:
-        trick = _training_free(model, job, data, sel_test["mAP"], ebs, feed)
-    return metrics, predictions, trick
-
-
-def _training_free(model: MultiLabelModel, job: JobSpec, data: datasets.MultiLabelData,
-                   baseline_map: float, ebs: int, feed: Feed) -> dict[str, Any]:
-    from methods.csra import fixed_lambda
-
-    fixed = fixed_lambda(job.backbone["name"])
-    lambdas = sorted(set(float(x) for x in job.evaluation["trick_lambdas"]) | {fixed})
-    conv = job.evaluation["convention"]
-    val = {lam: evaluate(s, data.val.targets, conv)
-           for lam, s in predict_training_free(model, data.val, lambdas, ebs, feed).items()}
-    test = {lam: evaluate(s, data.test.targets, conv)
-            for lam, s in predict_training_free(model, data.test, lambdas, ebs, feed).items()}
-    chosen = max(lambdas, key=lambda lam: (val[lam]["mAP"], -lam))
-    return {"applied_to": "selected", "lambdas": lambdas, "fixed_lambda": fixed,
-            "val_selected_lambda": chosen, "baseline_test_mAP": baseline_map,
-            "val_mAP": {str(k): v["mAP"] for k, v in val.items()},
-            "test_mAP": {str(k): v["mAP"] for k, v in test.items()},
-            "test": {str(k): v for k, v in test.items()}}
