@@ -303,10 +303,33 @@ class JobDir:
                         yield False
                         return
                     time.sleep(0.05)
+            _HELD_LOCK_FDS.add(f.fileno())
             try:
                 yield True
             finally:
+                _HELD_LOCK_FDS.discard(f.fileno())
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+#: File descriptors of the job locks this process holds. A flock belongs to the open file
+#: description, which a forked child shares: a DataLoader worker (bench/train/data.py, forked)
+#: would keep a job locked after its trainer was killed, and the resumed run would find the job
+#: "running elsewhere". Forked children therefore drop these descriptors (not the lock).
+_HELD_LOCK_FDS: set[int] = set()
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child: point every inherited job-lock descriptor at /dev/null."""
+    if not _HELD_LOCK_FDS:
+        return
+    null = os.open(os.devnull, os.O_RDONLY)
+    for fd in list(_HELD_LOCK_FDS):
+        os.dup2(null, fd)
+    os.close(null)
+    _HELD_LOCK_FDS.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 class Store:
