@@ -149,7 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
         print(f"bench: {what}; finished jobs are kept, unfinished ones resume from their last epoch "
               "checkpoint on the next run", file=sys.stderr)
-        return 143 if isinstance(err, Terminated) else 130
+        # Every finally block of the run has executed (locks released, checkpoints atomic). Skip
+        # the interpreter's shutdown: with DataLoader workers, multiprocessing's resource-sharer
+        # thread can die there with a traceback after this one line (seen under SIGTERM).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(143 if isinstance(err, Terminated) else 130)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
