@@ -6,7 +6,7 @@ from typing import Any, Callable, Mapping, Sequence
 from bench import paper_values as pv
 from bench import stats
 from bench.report_common import (DASH, PAPER_ROW_METHODS, ReportData, fmt, fmt_ci, fmt_signed,
-                                 hparam_text, hparams, is_cpu_scale, md_table, setting_text)
+                                 SWEEP_SUITES, hparam_text, hparams, is_cpu_scale, md_table, setting_text)
 
 MAIN_SUITE = "default"
 RUN_MAIN = "bench run --suite default"
@@ -151,15 +151,21 @@ def imlgcn_table1(data: ReportData, suite: str = MAIN_SUITE) -> str:
     columns = ("params_m",) + METRICS
     rows = [[f"{r} (paper)"] + [fmt(v) for v in values] for r, values in pv.IMLGCN_T1.rows
             if r in ("ML-GCN", "ASL (TResNetM)", "ASL (TResNetL)", "IML-GCN F_I", "IML-GCN F_PCA")]
-    ours = (("ML-GCN", data.label_for(suite, "mlgcn")), ("ASL", data.label_for(suite, "asl")),
-            ("IML-GCN F_I", _imlgcn_label(data, suite, "Image features F_I")),
-            ("IML-GCN F_PCA", _imlgcn_label(data, suite, "Image features F_PCA")))
-    for name, label in ours:
+    ours = [("ML-GCN", suite, data.label_for(suite, "mlgcn")), ("ASL", suite, data.label_for(suite, "asl"))]
+    for name, row in (("IML-GCN F_I", "Image features F_I"), ("IML-GCN F_PCA", "Image features F_PCA")):
+        where = suite
+        label = _imlgcn_label(data, suite, row)
+        if label is None:  # not a row of the main suite: the node-feature sweep (same budget) has it
+            where = SWEEP_SUITES[("imlgcn", "nodes")]
+            label = _imlgcn_label(data, where, row) if data.suites.get(where) else None
+        ours.append((name, where, label))
+    for name, where, label in ours:
         params = DASH
         if label is not None:
-            params = fmt(data.runs(suite, label)[0].get("model", {}).get("params_m"), 3)
-        rows.append([f"{name} (ours: {data.marked(suite, label) or 'not run'})", params]
-                    + _metric_cells(data, suite, label, METRICS))
+            params = fmt(data.runs(where, label)[0].get("model", {}).get("params_m"), 3)
+        source = "" if where == suite or label is None else f", `{where}`"
+        rows.append([f"{name} (ours: {data.marked(where, label) or 'not run'}{source})", params]
+                    + _metric_cells(data, where, label, METRICS))
     out += [md_table(["Method"] + list(columns), rows), "",
             "Ours: params from the records (CPU-scale model, millions); metrics mean ± 95 % CI over seeds."]
     return "\n".join(out)
