@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "dataset.options.n_train=500, methods.asl.hparams.clip=0")
     r.add_argument("--rerun-stale", action="store_true", help="rerun stale records (done by other code); "
                    "each old record is kept in <job>/stale-<fingerprint>/ until the new one is done")
-    r.set_defaults(func=_cmd("bench.run_suite:main"))
+    r.set_defaults(func=_cmd("bench.run.run_suite:main"))
 
     sw = sub.add_parser("sweep", help="submit a sweep's jobs not done/queued (one Slurm array)")
     sw.add_argument("spec", help="sweep name (sweeps/NAME.yaml with a search: key) or a YAML path")
@@ -68,14 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a value of the sweep file (repeatable), validated like the YAML: "
                          "budget.epochs=3, optimizer.lr=1e-3, seeds=[0,1]")
     sw.add_argument("--rerun-stale", action="store_true", help="resubmit stale records (done by other code)")
-    sw.set_defaults(func=_cmd("bench.sweep_cmd:main"))
+    sw.set_defaults(func=_cmd("bench.run.sweep_cmd:main"))
 
     st = sub.add_parser("status", help="pending/running/done/failed/preempted counts of a suite or sweep")
     st.add_argument("--suite", default=None, help="suite name or YAML path")
     st.add_argument("--sweep", default=None, help="sweep name or YAML path")
     st.add_argument("--results", default="results", help="results root (default: results)")
     st.add_argument("-v", "--verbose", action="store_true", help="one line per job")
-    st.set_defaults(func=_cmd("bench.status:main"))
+    st.set_defaults(func=_cmd("bench.run.status:main"))
 
     res = sub.add_parser("results", help="one row per finished job of a suite")
     res.add_argument("--suite", required=True)
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--format", choices=("md", "csv", "json"), default="md")
     res.add_argument("--by", default=None, metavar="COLS",
                      help="group by comma-separated columns, e.g. threads,machine (mean test mAP per row and group)")
-    res.set_defaults(func=_cmd("bench.collect:main"))
+    res.set_defaults(func=_cmd("bench.report.collect:main"))
 
     cmp_ = sub.add_parser("compare", help="new records vs committed ones, row by row (test mAP, "
                           "difference, inside the committed seed spread?)")
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--new", required=True, help="results root of the new records, e.g. results-rerun")
     cmp_.add_argument("--committed", default="results", help="results root of the committed records")
     cmp_.add_argument("--format", choices=("md", "csv"), default="md")
-    cmp_.set_defaults(func=_cmd("bench.compare:main"))
+    cmp_.set_defaults(func=_cmd("bench.report.compare:main"))
 
     dat = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     ins = dat.add_parser("inspect", help="classes, split sizes and per-class counts (no pixel cache)")
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", default="results")
     rep.add_argument("--output", default="REPORT.md")
     rep.add_argument("--check", action="store_true", help="exit 1 if REPORT.md is not current")
-    rep.set_defaults(func=_cmd("bench.report:main"))
+    rep.set_defaults(func=_cmd("bench.report.build:main"))
 
     cost = sub.add_parser("cost", help="parameters and GMACs (fvcore) of every method row, beside "
                           "the papers' values; no data, no GPU")
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--timing-batch", type=int, default=8)
     cost.add_argument("--timing-reps", type=int, default=5)
     cost.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    cost.set_defaults(func=_cmd("bench.cost:main"))
+    cost.set_defaults(func=_cmd("bench.cost.command:main"))
 
     return p
 
@@ -133,16 +133,24 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Every exception class reported as a user mistake: one line, exit 2, no traceback."""
+    from bench.data.base import DataError
+    from bench.errors import BenchError, SpecError
+    from bench.evaluate.metrics import MetricsInputError
+    from methods.base import HparamError
+
+    return (BenchError, DataError, SpecError, HparamError, MetricsInputError)
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
-
-    from bench.errors import USER_ERRORS
 
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args))
-    except USER_ERRORS as err:
+    except user_errors() as err:
         print(f"bench: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:

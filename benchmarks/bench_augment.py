@@ -1,4 +1,4 @@
-"""Per-image (pre-batching) RandAugment vs the batched one in bench.augment, on the CPU.
+"""Per-image (pre-batching) RandAugment vs the batched one in bench.train.augment, on the CPU.
 
     .venv/bin/python benchmarks/bench_augment.py [--repeats 7] [--threads 1] [--device cpu]
 
@@ -17,11 +17,11 @@ from typing import Callable
 
 import torch
 
-from bench.augment import AUGMENTATIONS, augment, to_float
+from bench.train.augment import AUGMENTATIONS, augment, to_float
 
 
 def old_cutout(chw: torch.Tensor, generator: torch.Generator, fraction: float = 0.5) -> torch.Tensor:
-    """bench.augment._cutout before batching (git c999d65): masks built on the CPU."""
+    """bench.train.augment._cutout before batching (git c999d65): masks built on the CPU."""
     b, _, h, w = chw.shape
     side = max(1, int(h * fraction))
     cy = torch.randint(0, h, (b,), generator=generator)
@@ -33,7 +33,7 @@ def old_cutout(chw: torch.Tensor, generator: torch.Generator, fraction: float = 
 
 def old_randaugment(batch: torch.Tensor, name: str, generator: torch.Generator,
                     normalize: str = "none") -> torch.Tensor:
-    """The randaugment branch of bench.augment.augment before batching (git c999d65)."""
+    """The randaugment branch of bench.train.augment.augment before batching (git c999d65)."""
     from torchvision.transforms import v2
 
     state = torch.random.get_rng_state()

@@ -68,7 +68,7 @@ import torch  # noqa: E402
 
 import methods  # noqa: E402
 from bench.data.base import Split  # noqa: E402
-from bench.suites import OPTIMIZER_DEFAULTS  # noqa: E402
+from bench.spec.suites import OPTIMIZER_DEFAULTS  # noqa: E402
 from bench.train.data import Feed  # noqa: E402
 from bench.train.loop import NonFiniteError, Step, train_epoch  # noqa: E402
 from bench.train.optim import build_optimizer, build_schedule, optimizer_groups  # noqa: E402
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda"):
         if torch.device(args.device).index is not None:
             torch.cuda.set_device(torch.device(args.device))
-        torch.backends.cudnn.benchmark = Runtime().cudnn_benchmark  # as bench.runner sets it
+        torch.backends.cudnn.benchmark = Runtime().cudnn_benchmark  # as bench.run.runner sets it
     only = set(args.only.split(",")) if args.only else None
     out_path = Path(args.out) if os.path.isabs(args.out) else ROOT / args.out
     settings = {k: v for k, v in vars(args).items()}

@@ -1,4 +1,4 @@
-"""Speed of bench.metrics.average_precision vs sklearn's per-class loop, and the fp16 sigmoid effect.
+"""Speed of bench.evaluate.metrics.average_precision vs sklearn's per-class loop, and the fp16 sigmoid effect.
 
 Run once: ``.venv/bin/python benchmarks/bench_metrics.py`` (about 1 minute on one core; the
 ratios are measured in that one run, each the best of ``--repeats`` calls).
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from sklearn.metrics import average_precision_score
 
-from bench.metrics import _average_precision_sorted, _check_inputs, average_precision, evaluate
+from bench.evaluate.metrics import _average_precision_sorted, _check_inputs, average_precision, evaluate
 
 
 def best_time(function: Callable[[], object], repeats: int) -> float:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.cost import configs_for  # noqa: E402
-from bench.cost_timing import time_ratios  # noqa: E402
+from bench.cost.count import configs_for  # noqa: E402
+from bench.cost.timing import time_ratios  # noqa: E402
 
 
 def main() -> int:

@@ -31,10 +31,10 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from bench import slurm as bench_slurm  # noqa: E402
+from bench.run import slurm as bench_slurm  # noqa: E402
 from bench.cli import main as cli_main  # noqa: E402
-from bench.store import Store, atomic_write_json  # noqa: E402
-from bench.sweeps import expand_sweep, load_sweep  # noqa: E402
+from bench.run.store import Store, atomic_write_json  # noqa: E402
+from bench.spec.sweeps import expand_sweep, load_sweep  # noqa: E402
 from slurm_cluster import SlurmCluster  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def timed_cli(argv: list[str]) -> tuple[float, str]:
 
 
 class CountingRun:
-    """Wraps subprocess.run in bench.slurm to count scheduler calls by command."""
+    """Wraps subprocess.run in bench.run.slurm to count scheduler calls by command."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []
@@ -141,7 +141,7 @@ def bench_status(folder: Path, n_jobs: int, reps: int, env: dict) -> dict[str, f
                          timeout=120)
     cli_s = time.perf_counter() - t0
     t0 = time.perf_counter()  # the CLI's start-up alone: Python + torch (methods) imports
-    subprocess.run([sys.executable, "-c", "import bench.status, bench.sweeps"], cwd=REPO, env=env, check=True,
+    subprocess.run([sys.executable, "-c", "import bench.run.status, bench.spec.sweeps"], cwd=REPO, env=env, check=True,
                    timeout=120)
     imports_s = time.perf_counter() - t0
     return {"jobs": len(jobs), "status_s": min(times), "expand_s": expand_s, "one_query_pair_s": query_s,

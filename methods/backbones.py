@@ -13,7 +13,7 @@ Backbone options (the suite's ``backbone.options``):
   weights          "imagenet": the named offline ImageNet-1k file of :data:`NAMED_WEIGHTS`
                    (only efficientnet_lite0 has one on these machines); a path: a local
                    checkpoint loaded with the identity key map; "in-domain" is resolved by
-                   the runner (``bench.pretrain``) into ``pretrained_path`` before building.
+                   the runner (``bench.run.pretrain``) into ``pretrained_path`` before building.
   pretrained_path  a local checkpoint (identity key map).
   weights_sha256   the file's expected sha256 (checked; part of the job's identity).
   key_map          "identity" (default) or "ordered" (the i-th tensor of the file onto the

@@ -5,7 +5,7 @@ reference, its defaults (the paper's values, declared once, here and nowhere
 else), a search space for every tunable hyperparameter, its paper recipe, a
 validator, and a builder returning a :class:`MultiLabelModel`.
 
-The runner (``bench.runner``) drives every model the same way::
+The runner (``bench.run.runner``) drives every model the same way::
 
     model = spec.build(ctx, hparams)                  # ctx: BuildContext
     for stage, epochs in zip(model.stages, model.stage_epochs(total_epochs)):

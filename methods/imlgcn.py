@@ -190,7 +190,7 @@ SPEC = register(MethodSpec(
     validate=validate,
     # Paper: Adam, wd 5e-4, lr 1e-3 x0.1 at epochs 10/20/30, 40 epochs for IML-GCN after the
     # CNN's own 40 (ASL recipe): 80 epochs at stage1_fraction 0.5. Stage 1 ("train the CNN to
-    # convergence" with ASL) uses ASL's own recipe: stage_recipe, applied by bench.runner.
+    # convergence" with ASL) uses ASL's own recipe: stage_recipe, applied by bench.run.runner.
     recipe={"optimizer": "adam", "lr": 1e-3, "weight_decay": 5e-4, "schedule": "step",
             "step_epochs": 10, "step_gamma": 0.1, "epochs": 80, "batch_size": 128,
             "resolution": 224, "augmentation": "randaugment", "normalize": "none",

@@ -1,4 +1,4 @@
-"""Batched, device-side augmentations (bench.augment, bench.randaugment).
+"""Batched, device-side augmentations (bench.train.augment, bench.train.randaugment).
 
 (a) none/shift/flip-crop bit-identical to the pre-batching code; (b) every RandAugment op
 and sign equals torchvision's per-image op; (c) the op draw is uniform and the batched
@@ -17,8 +17,8 @@ from scipy.stats import chi2
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
-from bench import augment as A
-from bench import randaugment as RA
+from bench.train import augment as A
+from bench.train import randaugment as RA
 
 NAMES = A.AUGMENTATIONS
 
@@ -57,7 +57,7 @@ def _old_affine(x, scale, tx, ty, flip):
 
 
 def _old_augment(batch, name, generator, normalize="none"):
-    """bench.augment.augment before batching (git c999d65), none/shift/flip-crop branches."""
+    """bench.train.augment.augment before batching (git c999d65), none/shift/flip-crop branches."""
     b = batch.shape[0]
     if name == "none":
         return A.to_float(batch, normalize)

@@ -1,4 +1,4 @@
-"""The claims ledger's rules, each pinned on small hand-made record sets (bench/claims.py):
+"""The claims ledger's rules, each pinned on small hand-made record sets (bench/report/claims.py):
 matching evidence, >= 2 seeds and a paired test, inference-time costs, failed runs are no
 evidence, not-converged runs flagged, numbers and command in every verdict. Includes the
 three wrong verdicts of issue 11 (IML-GCN word vs image, CSRA normalisation, ProbMCL MDN)."""
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import claims
-from bench.report_common import ReportData
+from bench.report import claims
+from bench.report.common import ReportData
 
 SEEDS = (0, 1, 2)
 

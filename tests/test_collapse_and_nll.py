@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import methods
-from bench.thresholds import global_threshold, per_class_thresholds, tuned_metrics
+from bench.evaluate.thresholds import global_threshold, per_class_thresholds, tuned_metrics
 from methods.base import BuildContext
 from methods.diagnostics import collapse_stats, effective_rank
 from methods.losses import gaussian_log_density, mixture_label_nll

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 import methods
-from bench import cost
-from bench.cost import CostConfig, configs_for, cost_rows, count, synthetic_targets
+from bench.cost import count as cost
+from bench.cost.count import CostConfig, configs_for, cost_rows, count, synthetic_targets
 
 SMALL = dict(backbone="smallcnn", resolution=32, num_classes=10, in_chans=1)
 

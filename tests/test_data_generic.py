@@ -48,7 +48,7 @@ def test_unknown_train_ignore_explicit_classes_and_carves(tmp_path):
 
 
 def test_evaluator_ignores_unknown(tmp_path):
-    metrics = pytest.importorskip("bench.metrics")
+    metrics = pytest.importorskip("bench.evaluate.metrics")
     d = _load(make_generic_fixture(tmp_path / "data"), tmp_path, labels_only=True)
     scores = np.array([[0.9, 0.1, 0.8], [0.1, 0.9, 0.99]], np.float32)  # unknown tree of g outranks f
     assert metrics.multilabel_metrics(scores, d.test.targets)["mAP"] == pytest.approx(100.0)

@@ -57,7 +57,7 @@ def test_difficult_train_policy(root, tmp_path, policy, value):
 
 
 def test_difficult_is_ignored_by_the_evaluator(root, tmp_path):
-    metrics = pytest.importorskip("bench.metrics")
+    metrics = pytest.importorskip("bench.evaluate.metrics")
     d = _load(root, tmp_path, labels_only=True)
     t = d.test.targets
     scores = np.where(t == 1, 0.9, 0.1).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Data parallelism inside one job (bench/distributed.py): 2 CPU processes over gloo.
+"""Data parallelism inside one job (bench/run/distributed.py): 2 CPU processes over gloo.
 
 * The strong check: for a model WITHOUT BatchNorm and the mean-reduced BCE loss,
   the gradient averaged over 2 ranks (each on its half of the global batch)
@@ -18,11 +18,11 @@ import sys
 import pytest
 import torch
 
-from bench import distributed
+from bench.run import distributed
 from bench.errors import BenchError
-from bench.runner import run_job
-from bench.store import Store
-from bench.suites import expand_jobs, load_suite
+from bench.run.runner import run_job
+from bench.run.store import Store
+from bench.spec.suites import expand_jobs, load_suite
 from helpers import REPO, tiny_suite
 from methods.losses import bce_loss
 

@@ -1,4 +1,4 @@
-"""bench.metrics against sklearn and against hand computations."""
+"""bench.evaluate.metrics against sklearn and against hand computations."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-from bench.metrics import (CONVENTIONS, MetricsInputError, average_precision, convention_record, evaluate,
+from bench.evaluate.metrics import (CONVENTIONS, MetricsInputError, average_precision, convention_record, evaluate,
                            multilabel_metrics)
 
 
@@ -99,7 +99,7 @@ def test_sort_ties_match_a_per_class_loop_with_ignored_entries() -> None:
 @pytest.mark.parametrize("kind", ["float32-sigmoid", "float64-no-ties", "rounded", "integer", "extremes"])
 def test_counting_ap_equals_sklearn_and_the_argsort_method(kind: str) -> None:
     """The counting evaluator against sklearn (1e-12) and the explicit argsort method, both tie modes."""
-    from bench.metrics import _average_precision, _average_precision_sorted, _check_inputs
+    from bench.evaluate.metrics import _average_precision, _average_precision_sorted, _check_inputs
     rng = np.random.default_rng(11)
     targets = (rng.random((2000, 9)) < 0.05).astype(np.int64)
     logits = rng.normal(-4, 3, targets.shape) + 6 * targets
@@ -130,7 +130,7 @@ def test_counting_ap_equals_sklearn_and_the_argsort_method(kind: str) -> None:
 
 @pytest.mark.parametrize("seed", range(12))
 def test_counting_ap_equals_argsort_method_on_small_tied_problems(seed: int) -> None:
-    from bench.metrics import _average_precision, _average_precision_sorted, _check_inputs
+    from bench.evaluate.metrics import _average_precision, _average_precision_sorted, _check_inputs
     rng = np.random.default_rng(100 + seed)
     n, c = int(rng.integers(1, 60)), int(rng.integers(1, 5))
     targets = (rng.random((n, c)) < rng.random()).astype(np.int8)
@@ -145,7 +145,7 @@ def test_counting_ap_equals_argsort_method_on_small_tied_problems(seed: int) -> 
 @pytest.mark.parametrize("seed", range(6))
 def test_sort_ties_few_tied_positives_counting_path(seed: int) -> None:
     """Mostly distinct scores with a few tie groups at positives (the counting path, not the argsort)."""
-    from bench.metrics import _average_precision, _average_precision_sorted, _check_inputs
+    from bench.evaluate.metrics import _average_precision, _average_precision_sorted, _check_inputs
     rng = np.random.default_rng(200 + seed)
     n = 400
     targets = (rng.random((n, 3)) < 0.2).astype(np.int8)

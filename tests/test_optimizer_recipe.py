@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import methods
-from bench.suites import SpecError, expand_jobs, load_suite
+from bench.spec.suites import SpecError, expand_jobs, load_suite
 from bench.train.optim import build_optimizer
 from methods.base import BuildContext
 from tests.helpers import tiny_suite

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from bench import pretrain
+from bench.run import pretrain
 from bench.data import embedded as E
 
 DATA = {"name": "mnist-mosaic", "options": {"variant": "mnist", "n_train": 64, "n_val": 16, "n_test": 16}}

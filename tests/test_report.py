@@ -15,8 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from bench import claims, paper_values as pv, report
-from bench.report_common import ReportData
+from bench.report import claims
+
+from bench.report import paper_values as pv
+
+from bench.report import build as report
+from bench.report.common import ReportData
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "tests" / "golden"
@@ -63,7 +67,7 @@ def test_check_detects_stale_report(tmp_path, capsys):
 
 
 def test_figures_are_byte_identical(tmp_path):
-    from bench import report_plots
+    from bench.report import plots as report_plots
 
     data = ReportData(_small_results(tmp_path))
     curve = data.curves("csra", ("num_heads",), "heads", "CSRA Table 7")[0]

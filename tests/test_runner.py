@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from bench.jobs import JobSpec
-from bench.runner import run_job
-from bench.store import Store
-from bench.suites import expand_jobs, load_suite
+from bench.spec.jobs import JobSpec
+from bench.run.runner import run_job
+from bench.run.store import Store
+from bench.spec.suites import expand_jobs, load_suite
 from tests.helpers import REPO, run_bench, tiny_suite
 
 
@@ -87,7 +87,7 @@ def test_killed_mid_epoch_resumes_to_identical_metrics(tmp_path):
 
 
 def test_failing_job_is_recorded_not_done_and_others_finish(tmp_path):
-    from bench.executors import LocalExecutor
+    from bench.run.executors import LocalExecutor
 
     good = _job(tmp_path, epochs=1)
     bad = JobSpec(**{**good.__dict__, "method": "asl", "hparams": {"gamma_neg": -1.0}})

@@ -18,12 +18,12 @@ import yaml
 
 from bench.cli import main as cli_main
 from bench.errors import BenchError
-from bench.executors import get_executor
-from bench.runner import load_job_data, run_job
-from bench.slurm import PREEMPTED_FILE, SUBMISSION_FILE, read_submission
-from bench.status import job_statuses, summarize
-from bench.store import Store
-from bench.sweeps import expand_sweep, load_sweep
+from bench.run.executors import get_executor
+from bench.run.runner import load_job_data, run_job
+from bench.run.slurm import PREEMPTED_FILE, SUBMISSION_FILE, read_submission
+from bench.run.status import job_statuses, summarize
+from bench.run.store import Store
+from bench.spec.sweeps import expand_sweep, load_sweep
 from helpers import REPO
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]

@@ -10,9 +10,15 @@ import os
 from pathlib import Path
 
 
-from bench import provenance, run_suite, status
-from bench.store import STATES, JobDir, Store, staleness
-from bench.suites import expand_jobs, load_suite
+from bench.run import provenance
+
+
+from bench.run import run_suite
+
+
+from bench.run import status
+from bench.run.store import STATES, JobDir, Store, staleness
+from bench.spec.suites import expand_jobs, load_suite
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -21,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _tree(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
-    for rel in ("bench/runner.py", "bench/report.py", "bench/data/inspect.py", "bench/data/embedded.py",
+    for rel in ("bench/run/runner.py", "bench/report/build.py", "bench/data/inspect.py", "bench/data/embedded.py",
                 "methods/losses.py", "methods/__init__.py"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(f"# {rel}\n")
@@ -36,10 +42,10 @@ def test_fingerprint_hashes_contents_of_result_code_only(tmp_path):
     base = provenance.code_fingerprint(root)
     assert len(base) == 16
     assert [p.relative_to(root).as_posix() for p in provenance.code_files(root)] == [
-        "bench/data/embedded.py", "bench/runner.py", "methods/__init__.py", "methods/losses.py"]
+        "bench/data/embedded.py", "bench/run/runner.py", "methods/__init__.py", "methods/losses.py"]
     # docs, tests, suites, README, report/inspect modules, mtimes, caches: no change
     for rel in ("tests/test_x.py", "docs/x.md", "README.md", "sweeps/smoke.yaml", "methods/notes.md",
-                "bench/report.py", "bench/data/inspect.py"):
+                "bench/report/build.py", "bench/data/inspect.py"):
         (root / rel).write_text("changed\n")
     os.utime(root / "methods/losses.py", (1, 1))
     (root / "methods/__pycache__").mkdir()
@@ -62,9 +68,9 @@ def test_fingerprint_hashes_contents_of_result_code_only(tmp_path):
 def test_every_excluded_module_exists_and_runner_code_is_included():
     """The exclusion list names real files (no silent typo) and never the code that trains."""
     files = {p.relative_to(REPO).as_posix() for d in provenance.CODE_DIRS for p in (REPO / d).rglob("*.py")}
-    assert {k for k in provenance.EXCLUDED if k != "bench/compare.py"} <= files
+    assert {k for k in provenance.EXCLUDED if k != "bench/report/compare.py"} <= files
     hashed = set(provenance.current_code_files())
-    for must in ("bench/runner.py", "bench/train/loop.py", "bench/metrics.py", "bench/augment.py",
+    for must in ("bench/run/runner.py", "bench/train/loop.py", "bench/evaluate/metrics.py", "bench/train/augment.py",
                  "bench/data/embedded.py", "methods/losses.py", "methods/probmcl.py", "methods/base.py"):
         assert must in hashed
     assert not hashed & set(provenance.EXCLUDED)
@@ -245,8 +251,8 @@ def test_failed_rerun_puts_the_stale_record_back(tmp_path, capsys, monkeypatch):
 
 
 def test_sweep_dry_run_uses_the_same_state_names(tmp_path, capsys):
-    from bench import sweep_cmd
-    from bench.sweeps import expand_sweep, load_sweep
+    from bench.run import sweep_cmd
+    from bench.spec.sweeps import expand_sweep, load_sweep
 
     root = tmp_path / "res"
     jobs = expand_sweep(load_sweep("ablation-csra-norm-cpu"))
@@ -263,7 +269,7 @@ def test_sweep_dry_run_uses_the_same_state_names(tmp_path, capsys):
 def test_a_job_resumed_across_a_code_change_is_stale(tmp_path, monkeypatch):
     import numpy as np
 
-    from bench import store as store_mod
+    from bench.run import store as store_mod
 
     jd = JobDir(tmp_path, "s", "m")
     job = expand_jobs(load_suite("smoke"))[0]

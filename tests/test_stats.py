@@ -1,4 +1,4 @@
-"""bench.stats against scipy and hand computations; bootstrap AP equal to bench.metrics."""
+"""bench.evaluate.stats against scipy and hand computations; bootstrap AP equal to bench.evaluate.metrics."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from bench import stats
-from bench.metrics import average_precision
+from bench.evaluate import stats
+from bench.evaluate.metrics import average_precision
 
 
 def test_mean_ci_matches_scipy_t_interval():

@@ -8,14 +8,14 @@ import sys
 import textwrap
 import time
 
-from bench.jobs import JobSpec
-from bench.store import Store
+from bench.spec.jobs import JobSpec
+from bench.run.store import Store
 from helpers import REPO
 
 SCRIPT = textwrap.dedent("""
     import multiprocessing as mp, os, sys, time
-    from bench.jobs import JobSpec
-    from bench.store import Store
+    from bench.spec.jobs import JobSpec
+    from bench.run.store import Store
     job = JobSpec.from_dict({"method": "baseline", "hparams": {}, "dataset": {"name": "x"}, "backbone": {},
                              "budget": {}, "optimizer": {}, "protocol": "equal-budget", "evaluation": {}, "seed": 0})
     with Store(sys.argv[1]).job_dir(job).lock() as got:

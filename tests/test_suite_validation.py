@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 import methods
-from bench.suites import (BUDGET_DEFAULTS, OPTIMIZER_DEFAULTS, SUITES_DIR, SpecError, apply_sets,
+from bench.spec.suites import (BUDGET_DEFAULTS, OPTIMIZER_DEFAULTS, SUITES_DIR, SpecError, apply_sets,
                           expand_jobs, load_suite, suite_names)
-from bench.sweeps import expand_sweep, load_sweep, sweep_names
+from bench.spec.sweeps import expand_sweep, load_sweep, sweep_names
 from tests.helpers import run_bench, tiny_suite
 
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 import methods
-from bench.suites import SpecError, load_suite, suite_names
-from bench.sweeps import expand_sweep, load_sweep, parse_sweep, sweep_names
+from bench.spec.suites import SpecError, load_suite, suite_names
+from bench.spec.sweeps import expand_sweep, load_sweep, parse_sweep, sweep_names
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 
@@ -46,7 +46,7 @@ def test_base_suite_fields_and_overrides(tmp_path):
     assert job.dataset == base.dataset and job.optimizer == {**base.optimizer, "weight_decay_mode": "decoupled"}
     assert job.evaluation == base.evaluation and job.backbone == base.backbone
     # the same run asked for by the suite and by a sweep has the same job id
-    from bench.suites import expand_jobs
+    from bench.spec.suites import expand_jobs
     from dataclasses import replace
     same = [j for j in expand_jobs(replace(base, budget={**base.budget, "epochs": 1}))
             if j.method == "baseline"][0]

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from bench.jobs import JobSpec
-from bench.runner import run_job, stage_recipe
-from bench.store import Store
-from bench.suites import expand_jobs, load_suite, parse_suite
+from bench.spec.jobs import JobSpec
+from bench.run.runner import run_job, stage_recipe
+from bench.run.store import Store
+from bench.spec.suites import expand_jobs, load_suite, parse_suite
 from bench.train.ema import make_ema
 from bench.train.settings import Runtime
 from helpers import REPO, run_bench, tiny_suite
@@ -139,6 +139,6 @@ def test_bad_runtime_key_is_one_line_exit_2_and_records_nothing(tmp_path, key, v
 
 
 def test_the_loop_lives_in_the_train_package():
-    """bench/runner.py orchestrates; no optimiser step or backward pass of its own."""
+    """bench/run/runner.py orchestrates; no optimiser step or backward pass of its own."""
     text = (REPO / "bench" / "runner.py").read_text()
     assert ".backward(" not in text and "opt.step(" not in text and "zero_grad" not in text

@@ -106,7 +106,7 @@ def test_backbone_from_a_path_checks_the_sha(tmp_path):
 
 
 def test_the_weights_sha256_is_part_of_the_job_identity(tmp_path):
-    from bench.suites import expand_jobs, parse_suite
+    from bench.spec.suites import expand_jobs, parse_suite
 
     def job_id(path):
         suite = parse_suite({"name": "w", "dataset": {"name": "mnist-mosaic", "options": {"variant": "mnist"}},

@@ -310,7 +310,7 @@ def render_split(opts: MosaicOptions, resolution: int, split: str, n: int,
     """Render ``n`` mosaics of ``split`` from its own source pool; deterministic in (opts, split).
 
     ``single_object``: one object per image, class uniform (the in-domain pretraining task of
-    ``bench.pretrain``; its own random stream, so it never repeats a mosaic)."""
+    ``bench.run.pretrain``; its own random stream, so it never repeats a mosaic)."""
     crops = _tight_crops(opts.variant)
     _, labels = source_digits(opts.variant)
     n_classes = int(labels.max()) + 1

@@ -17,7 +17,7 @@ import yaml
 
 import bench.data as data
 from bench.data.base import DataError, MultiLabelData
-from bench.suites import BUDGET_DEFAULTS
+from bench.spec.suites import BUDGET_DEFAULTS
 
 #: loaders with an annotations-only path (option labels_only)
 LABELS_ONLY = ("coco2014", "voc2007", "generic")

@@ -1,6 +1,6 @@
 """The training loop and its parts, one small module each.
 
-``bench.runner`` orchestrates a job (data -> model -> stages -> selection -> record) and
+``bench.run.runner`` orchestrates a job (data -> model -> stages -> selection -> record) and
 delegates every step of training to this package:
 
 * :mod:`bench.train.settings`   the budget's runtime keys (precision, EMA, workers, channels_last,

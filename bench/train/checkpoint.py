@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from bench.store import JobDir, atomic_write_bytes
+from bench.run.store import JobDir, atomic_write_bytes
 
 
 def save_checkpoint(jd: JobDir, *, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any,

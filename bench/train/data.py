@@ -8,7 +8,7 @@ The data path (GPU-grade, the same code on the CPU):
    array, the memmap cache, or JPEG files decoded in the workers (``bench.data.cache.LazyImages``)
    -- through a ``DataLoader`` with ``budget.workers`` processes and prefetch, pinned when the
    device is CUDA, copied with ``non_blocking=True`` (4x fewer bytes than float32).
-3. :meth:`Feed.views` augments ON THE DEVICE as batched tensor ops (``bench.augment``), every
+3. :meth:`Feed.views` augments ON THE DEVICE as batched tensor ops (``bench.train.augment``), every
    random draw from the epoch's CPU generator: the numbers do not depend on ``workers``.
 
 Only the uint8 gather runs in the workers; nothing random does. No per-step host sync here.
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.augment import augment, to_float
+from bench.train.augment import augment, to_float
 from bench.data.base import Split
 from bench.train.precision import autocast
 

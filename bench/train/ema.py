@@ -4,7 +4,7 @@ timm's ``ModelEmaV3`` with a constant decay (no warm-up: the ASL code's ``ModelE
 updated after every optimiser step, fp32, parameters and buffers. One EMA per training stage,
 started from the weights the stage starts with (a two-stage method's stage 2 does not average
 stage-1 weights into its probe). Validation scores the plain and the EMA weights after every
-epoch and selects among both (``bench.runner``); the official ASL/KMCL scripts take the better
+epoch and selects among both (``bench.run.runner``); the official ASL/KMCL scripts take the better
 of the two on the TEST set, which this benchmark never does.
 """
 from __future__ import annotations

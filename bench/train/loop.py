@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from bench import distributed
+from bench.run import distributed
 from bench.data.base import Split
 from bench.train.data import Feed
 from bench.train.precision import autocast

@@ -1,17 +1,17 @@
-"""The budget's runtime keys, declared once (``bench.suites.BUDGET_DEFAULTS`` includes them).
+"""The budget's runtime keys, declared once (``bench.spec.suites.BUDGET_DEFAULTS`` includes them).
 
 Two kinds:
 
 * **what a job computes** (in the job id): ``precision``, ``ema``, ``accumulate``,
   ``max_nonfinite_steps`` -- each left out of the id at its neutral value, so records made
-  before the key existed keep their ids (``bench.jobs.NEUTRAL_DEFAULTS``);
+  before the key existed keep their ids (``bench.spec.jobs.NEUTRAL_DEFAULTS``);
 * **how fast** (recorded, not in the job id, like the thread count): ``workers``,
   ``channels_last``, ``cudnn_benchmark``, ``compile``, ``image_cache``. They change only the
-  speed and, on a GPU, the float rounding of kernels (``bench.jobs.PERFORMANCE_KEYS``).
+  speed and, on a GPU, the float rounding of kernels (``bench.spec.jobs.PERFORMANCE_KEYS``).
 """
 from __future__ import annotations
 
-# No torch import here: bench.jobs and bench.suites read this module.
+# No torch import here: bench.spec.jobs and bench.spec.suites read this module.
 
 import math
 from dataclasses import dataclass

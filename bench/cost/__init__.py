@@ -1,0 +1,1 @@
+"""`bench cost`: fvcore parameter/GMAC counts and timings beside the papers' values."""

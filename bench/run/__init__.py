@@ -1,0 +1,1 @@
+"""Running jobs: executors (local, Slurm), DDP, the runner, the store, provenance, pretraining."""

@@ -1,0 +1,267 @@
+"""Data parallelism inside ONE job: W processes share each global batch.
+
+A job runs as W processes when it is launched by ``torchrun`` (RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR, MASTER_PORT) or as an ``srun`` step of W Slurm tasks
+(SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID; MASTER_ADDR is the first
+host of SLURM_JOB_NODELIST, MASTER_PORT derived from SLURM_JOB_ID -- the values
+submitit's JobEnvironment reports). SLURM_STEP_NUM_TASKS, not SLURM_NTASKS,
+decides: a batch script of an ``--ntasks=4`` allocation has SLURM_NTASKS=4 but is
+ONE process. With one process every function here is a no-op.
+
+Same result semantics as one process:
+
+* The budget's ``batch_size`` stays the GLOBAL batch. Every rank draws the same
+  batch order and the same augmentations (same seeds, same generator), then
+  keeps its contiguous slice (:func:`shard`), so the images seen are exactly
+  those of a 1-process run. Augmenting the whole batch on every rank costs
+  (W - 1)/W of redundant CPU work; it is the price of identical inputs, since
+  ``bench.train.augment`` draws per-batch random numbers from one generator.
+* :func:`average_gradients` all-reduces the mean of the gradients after
+  ``backward()`` and before clipping, which is what DistributedDataParallel
+  computes. DDP itself is not used: it hooks ``forward()``, but methods compute
+  their loss through ``model.loss(views, targets, stage)``, which may call the
+  backbone several times (views) or not through ``forward`` at all, so DDP's
+  reducer would not see the whole graph (unused-parameter errors or missed
+  gradients). Plain all-reduce after backward has no such assumption.
+* Exact equivalence holds for per-sample losses reduced by the MEAN over the
+  batch (mean of W local means of B/W samples = mean over B). It does NOT hold
+  for: batch-level losses -- the contrastive terms of ProbMCL and KMCL compare
+  each sample only with the samples of its own shard (B/W of them, not B);
+  sum-reduced losses (gradients are 1/W of the 1-process ones, as with DDP);
+  BatchNorm, whose batch statistics are per rank (B/W samples) and whose
+  running statistics used for evaluation are rank 0's.
+* Only rank 0 evaluates val/test, writes checkpoints, error.txt and the record;
+  the other ranks wait at barriers. All ranks resume from the same checkpoint.
+  A failure on any rank ends every rank's process (the process group cannot
+  recover from a half-finished collective); rank 0 records the error.
+"""
+from __future__ import annotations
+
+import atexit
+import datetime
+import os
+import re
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, TypeVar
+
+import numpy as np
+import torch
+
+from bench.errors import BenchError
+
+#: Minutes a rank waits at a collective (rank 0's val/test evaluation included) before failing.
+TIMEOUT_MIN = float(os.environ.get("BENCH_DIST_TIMEOUT_MIN", 30))
+#: MASTER_PORT under Slurm: BASE + job id modulo SPAN (array tasks on one node get different ports).
+SLURM_PORT_BASE, SLURM_PORT_SPAN = 20000, 20000
+#: Gradients are all-reduced in flat buckets of at most this many elements.
+BUCKET_ELEMENTS = 1 << 23
+
+T = TypeVar("T", np.ndarray, torch.Tensor)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None  # "gloo" (CPU) or "nccl" (CUDA); None with one process
+    device: str = "cpu"  # this rank's device (cuda:LOCAL_RANK when the job's device is cuda)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+_current = DistInfo()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where this process sits, read from the launcher's environment variables."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    master_addr: str
+    master_port: int
+
+
+def first_host(nodelist: str) -> str:
+    """First host of a Slurm node list: 'gpu[03-05,9],cpu1' -> 'gpu03'; 'vm' -> 'vm'."""
+    found = re.match(r"([^,\[]+)(?:\[([^\],\-]+))?", nodelist.strip())
+    if not found:
+        raise BenchError(f"SLURM_JOB_NODELIST={nodelist!r}: cannot read the first host")
+    return found.group(1) + (found.group(2) or "")
+
+
+def layout_from_env(env: Mapping[str, str] | None = None) -> Layout | None:
+    """The torchrun or Slurm-step layout, or None when this is one process."""
+    env = os.environ if env is None else env
+    if "RANK" in env and "WORLD_SIZE" in env:  # torchrun (also when torchrun runs inside Slurm)
+        world = int(env["WORLD_SIZE"])
+        if world <= 1:
+            return None
+        return Layout(int(env["RANK"]), world, int(env.get("LOCAL_RANK", 0)),
+                      env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT", 29500)))
+    world = int(env.get("SLURM_STEP_NUM_TASKS", 1))  # only srun steps set it
+    if world <= 1 or "SLURM_PROCID" not in env:
+        return None
+    addr = env.get("MASTER_ADDR") or first_host(env.get("SLURM_JOB_NODELIST", "127.0.0.1"))
+    port = int(env.get("MASTER_PORT") or
+               SLURM_PORT_BASE + int(env.get("SLURM_JOB_ID", 0)) % SLURM_PORT_SPAN)
+    return Layout(int(env["SLURM_PROCID"]), world, int(env.get("SLURM_LOCALID", 0)), addr, port)
+
+
+def init_from_env(device: str = "cpu", env: Mapping[str, str] | None = None) -> DistInfo:
+    """Join the job's process group (once per process) and return this rank's DistInfo.
+
+    gloo on CPU, nccl on CUDA with device cuda:LOCAL_RANK. A no-op returning
+    ``DistInfo(device=device)`` when there is one process.
+    """
+    global _current
+    layout = layout_from_env(env)
+    if layout is None:
+        _current = DistInfo(device=device)
+        return _current
+    cuda = device.startswith("cuda")
+    backend = "nccl" if cuda else "gloo"
+    local_device = f"cuda:{layout.local_rank}" if cuda else device
+    if torch.distributed.is_initialized():
+        if torch.distributed.get_world_size() != layout.world_size:
+            raise BenchError(f"process group has {torch.distributed.get_world_size()} ranks, "
+                             f"the environment says {layout.world_size}")
+    else:
+        if cuda:
+            torch.cuda.set_device(local_device)
+        torch.distributed.init_process_group(
+            backend, init_method=f"tcp://{layout.master_addr}:{layout.master_port}",
+            rank=layout.rank, world_size=layout.world_size,
+            timeout=datetime.timedelta(minutes=TIMEOUT_MIN))
+        atexit.register(_shutdown)
+    _current = DistInfo(layout.rank, layout.world_size, layout.local_rank, backend, local_device)
+    return _current
+
+
+def _shutdown() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def current() -> DistInfo:
+    """The DistInfo of the last :func:`init_from_env` (one process before any)."""
+    return _current
+
+
+def is_main() -> bool:
+    return _current.is_main
+
+
+def shard(batch: T) -> T:
+    """This rank's contiguous part of a GLOBAL batch (first axis), e.g. the batch's indices.
+
+    The global batch size must be divisible by the world size, so every rank
+    holds B/W samples and the mean of the ranks' means is the global mean.
+    """
+    w, r = _current.world_size, _current.rank
+    if w == 1:
+        return batch
+    if len(batch) % w:
+        raise BenchError(f"budget batch_size={len(batch)} is not divisible by world_size={w}; "
+                         f"choose a multiple of {w}")
+    per = len(batch) // w
+    return batch[r * per:(r + 1) * per]
+
+
+def shard_batch(views: list[torch.Tensor], targets: torch.Tensor,
+                device: str) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """:func:`shard` of every view and the targets, moved to ``device``."""
+    return [shard(v).to(device) for v in views], shard(targets).to(device)
+
+
+def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
+    """Replace every gradient by its mean over the ranks (DDP's averaging), in place.
+
+    Parameters without a gradient are skipped; every rank runs the same method
+    and stage, so the set of parameters with gradients is the same on all ranks.
+    """
+    w = _current.world_size
+    if w == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    bucket: list[torch.Tensor] = []
+    size = 0
+    for g in grads + [None]:  # None flushes the last bucket
+        if g is not None and (not bucket or (size + g.numel() <= BUCKET_ELEMENTS
+                                             and g.dtype == bucket[0].dtype)):
+            bucket.append(g)
+            size += g.numel()
+            continue
+        if bucket:
+            flat = torch.cat([b.reshape(-1) for b in bucket])
+            torch.distributed.all_reduce(flat)
+            flat /= w
+            offset = 0
+            for b in bucket:
+                b.copy_(flat[offset:offset + b.numel()].view_as(b))
+                offset += b.numel()
+        bucket, size = ([g], g.numel()) if g is not None else ([], 0)
+
+
+def average_scalar(value: float) -> float:
+    """Mean of a float over the ranks (e.g. the epoch's summed training loss)."""
+    if _current.world_size == 1:
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64, device=_collective_device())
+    torch.distributed.all_reduce(t)
+    return float(t.item()) / _current.world_size
+
+
+def broadcast_state(module: torch.nn.Module) -> None:
+    """Copy rank 0's parameters and buffers to every rank (as DDP does at construction)."""
+    if _current.world_size == 1:
+        return
+    with torch.no_grad():
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            torch.distributed.broadcast(tensor.data, src=0)
+
+
+def barrier() -> None:
+    if _current.world_size > 1:
+        torch.distributed.barrier()
+
+
+def _collective_device() -> str:
+    return _current.device if _current.backend == "nccl" else "cpu"
+
+
+def tell_followers(decision: str) -> None:
+    """Rank 0: tell the other ranks what to do with the job ("go", "done" or "busy")."""
+    if _current.world_size > 1:
+        torch.distributed.broadcast_object_list([decision], src=0)
+
+
+def leader_decision() -> str:
+    """Ranks > 0: what rank 0 decided (see :func:`tell_followers`)."""
+    box: list[Any] = [None]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return str(box[0])
+
+
+def abort_process(where: str) -> None:
+    """With several ranks, a failed job ends this process (exit 1) after printing the
+    traceback: the other ranks' collectives then fail at once instead of hanging."""
+    if _current.world_size == 1:
+        return
+    print(f"rank {_current.rank}/{_current.world_size}: job {where} failed; ending this rank",
+          file=sys.stderr)
+    traceback.print_exc()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def record_fields() -> dict[str, Any]:
+    """What a record notes about the process layout."""
+    return {"world_size": _current.world_size, "backend": _current.backend}

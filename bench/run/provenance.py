@@ -1,0 +1,390 @@
+"""Where and with what a record was produced: commit, code fingerprint, packages, machine, device.
+
+Code fingerprint (``code_fingerprint``): which code made a record
+------------------------------------------------------------------
+The job id hashes WHAT a job computes (its semantic fields, ``bench.spec.jobs``); the code
+fingerprint hashes the code that COMPUTES it. A done record whose
+``provenance.code_fingerprint`` differs from :func:`current_code_fingerprint` of its method
+(or is missing or unreadable) is **stale** (``bench.run.store.JobDir.state``).
+
+Scope -- what counts (decided once, here; README "When is a record stale?"):
+
+* every ``*.py`` file under ``bench/`` and ``methods/`` (recursively, ``__pycache__`` never),
+  EXCEPT the modules in :data:`EXCLUDED`, which cannot change a number in a record: they read
+  records, talk to the user or the scheduler, or decide WHICH job runs (and so act only through
+  the job's semantic fields, which the job id already hashes). A new module is included until
+  someone adds it to :data:`EXCLUDED` with a reason: the default errs towards "stale".
+* **What is hashed is the code, not the layout** (scheme 2, :func:`code_units`): each file is
+  split into its top-level statements (a function, a class, an assignment, with its decorators);
+  comments, blank lines, docstrings and other bare string statements are dropped, and the module
+  path of every import of the project (``from bench.x.y import f`` -> ``from _ import f``) is
+  blanked, the imported names kept. The fingerprint is the sha256 of the sorted unit hashes,
+  imports as a set. So moving a function to another file, splitting a module, renaming a
+  package or rewording a comment or docstring changes nothing; changing a statement, an
+  imported name or a default does.
+* **Scoped by method**: the units of a method's own module (``methods/<name>.py`` of a
+  registered method, and the method modules it imports, e.g. ProbMCL's probe uses ASL's
+  defaults) count only for that method's records; everything else counts for every record.
+  A change to ProbMCL's file makes ProbMCL's records stale, not ASL's.
+
+Records made under scheme 1 (sha256 of every file's bytes with its path, one value for every
+method) are current when :data:`LEGACY` maps their fingerprint to the current scheme-2 value of
+their method: the table is computed from the commit that made them (``tests/test_stale.py``
+recomputes it from git), never written by hand.
+
+Not hashed: the suite/sweep YAML (its effect on a job is exactly the job's semantic fields,
+already in the job id), tests, docs, benchmarks, REPORT.md, pyproject.toml. Package versions,
+Python, CPU model and thread count are recorded beside the fingerprint (``packages``,
+``python``, ``machine``, ``threads``) but do not make a record stale: they change float
+reduction order, not the method (README "What agreement to expect").
+
+The fingerprint is computed ONCE per process, when this module is first imported (the
+runner imports it before training), so a record describes the code the process loaded
+even if a file is edited while it trains.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import importlib.metadata as md
+import io
+import os
+import platform
+import subprocess
+import tokenize
+from pathlib import Path
+from typing import Mapping
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGES = ("torch", "torchvision", "timm", "fvcore", "numpy", "submitit", "pycocotools", "pandas")
+
+#: Folders whose Python files make up the code that can change a result.
+CODE_DIRS = ("bench", "methods")
+#: Modules of CODE_DIRS that cannot change a number in a record, each with the reason.
+EXCLUDED: dict[str, str] = {
+    # read records and render; never write one
+    "bench/report/build.py": "renders REPORT.md from records",
+    "bench/report/common.py": "reads records for the report",
+    "bench/report/tables.py": "renders tables from records",
+    "bench/report/plots.py": "renders figures from records",
+    "bench/report/claims.py": "assembles the claims ledger from records",
+    "bench/report/claims_text.py": "the claims' text and checks",
+    "bench/evaluate/stats.py": "report statistics over finished records",
+    "bench/report/paper_values.py": "the papers' numbers",
+    "bench/cost/paper_costs.py": "the papers' cost numbers",
+    "bench/report/collect.py": "`bench results`: prints records",
+    "bench/report/compare.py": "`bench compare`: compares finished records",
+    "bench/run/status.py": "`bench status`: reads the store and the scheduler",
+    # talk to the user or the scheduler; choose WHICH jobs run, never how
+    "bench/cli.py": "argument parsing",
+    "bench/run/run_suite.py": "`bench run`: selects jobs, prints, hands them to an executor",
+    "bench/run/sweep_cmd.py": "`bench sweep`: selects jobs, hands them to an executor",
+    "bench/run/executors.py": "calls the runner job after job (threads are recorded in provenance)",
+    "bench/run/slurm.py": "submits to Slurm and requeues; the job runs the same runner",
+    "bench/errors.py": "exception classes",
+    "bench/data/inspect.py": "`bench data inspect`: prints label statistics",
+    # a job's identity: every effect passes through the job's semantic fields (the job id)
+    "bench/spec/suites.py": "YAML -> JobSpec; what it decides is in the job id",
+    "bench/spec/sweeps.py": "sweep YAML -> JobSpecs; what it decides is in the job id",
+    "bench/spec/jobs.py": "the JobSpec and its id; what a job computes is in the id",
+    # bookkeeping around a record, not its numbers
+    "bench/run/store.py": "writes the runner's record and predictions byte for byte; job states",
+    "bench/run/provenance.py": "describes the run (commit, machine, this fingerprint)",
+    # `bench cost` writes results/cost/*.json, not job records
+    "bench/cost/count.py": "`bench cost`: parameter/GMAC records, not job records",
+    "bench/cost/timing.py": "`bench cost --timing`",
+    "bench/cost/command.py": "`bench cost`: prints and writes cost records",
+    "bench/report/checks.py": "the ledger's rules and checks over finished records",
+    "bench/spec/cluster.py": "the cluster block: where a job runs, never what it computes",
+    # a verdict over a record's own curves, recomputed from its history whenever it is read
+    "bench/evaluate/convergence.py": "convergence verdicts from a record's history (recomputed when read)",
+}
+
+
+def code_files(root: Path = REPO, excluded: Mapping[str, str] | None = None) -> list[Path]:
+    """The files the fingerprint hashes, sorted by their repository-relative POSIX path."""
+    excluded = EXCLUDED if excluded is None else excluded
+    out = []
+    for folder in CODE_DIRS:
+        for path in (root / folder).rglob("*.py"):
+            rel = path.relative_to(root).as_posix()
+            if "__pycache__" not in path.parts and rel not in excluded and path.is_file():
+                out.append(path)
+    return sorted(out, key=lambda p: p.relative_to(root).as_posix())
+
+
+def code_file_hashes(root: Path = REPO) -> dict[str, str]:
+    """{relative path: sha256 of its bytes (first 12 hex digits)} of :func:`code_files` (lets
+    ``bench status -v`` name the files that changed)."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()[:12]
+            for p in code_files(root)}
+
+
+def code_fingerprint_v1(root: Path = REPO, excluded: Mapping[str, str] | None = None) -> str:
+    """Scheme 1 (records before scheme 2): sha256 over (path, content hash) of every code file."""
+    digest = hashlib.sha256()
+    for path in code_files(root, excluded):
+        rel = path.relative_to(root).as_posix()
+        digest.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest() + b"\n")
+    return digest.hexdigest()[:16]
+
+
+_SKIP = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
+PROJECT_PACKAGES = ("bench", "methods")
+
+
+def _logical_lines(text: str) -> list[tuple[int, list[str]]]:
+    """(indent depth, significant token strings) of each logical line."""
+    lines, current, depth = [], [], 0
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type == tokenize.INDENT:
+            depth += 1
+        elif tok.type == tokenize.DEDENT:
+            depth -= 1
+        elif tok.type == tokenize.NEWLINE:
+            if current:
+                lines.append((depth, current))
+            current = []
+        elif tok.type not in _SKIP:
+            current.append(tok.string)
+    if current:
+        lines.append((depth, current))
+    return lines
+
+
+def _normalise(tokens: list[str]) -> list[str] | None:
+    """A logical line with the project's import paths blanked; None for a bare string statement."""
+    if tokens and all(t[:1] in "'\"" or t[:2].lower() in ("r'", 'r"', "b'", 'b"', "f'", 'f"', "u'", 'u"')
+                      for t in tokens):
+        return None  # a docstring or another string expression: no effect
+    if tokens[:1] == ["from"] and (tokens[1] in PROJECT_PACKAGES or tokens[1] == "."):
+        return ["from", "_", *tokens[tokens.index("import"):]]
+    if tokens[:1] == ["import"] and tokens[1] in PROJECT_PACKAGES and "as" in tokens:
+        return ["import", "_", *tokens[tokens.index("as"):]]
+    return tokens
+
+
+def code_units(text: str) -> tuple[list[str], set[str]]:
+    """(hashes of the top-level statements, hashes of the top-level imports) of a file.
+
+    A unit is a top-level statement with its body (decorators belong to the following
+    definition); nested imports stay in their unit, path-blanked."""
+    units: list[list[str]] = []
+    imports: set[str] = set()
+    pending: list[str] = []  # decorators waiting for their definition
+    for depth, tokens in _logical_lines(text):
+        norm = _normalise(tokens)
+        if norm is None:
+            continue
+        line = f"{depth}:" + " ".join(norm)
+        if depth == 0 and norm[0] in ("import", "from"):
+            imports.add(hashlib.sha256(line.encode()).hexdigest())
+        elif depth == 0:
+            if pending:
+                pending.append(line)
+                if norm[0] != "@":
+                    units.append(pending)
+                    pending = []
+            elif norm[0] == "@":
+                pending = [line]
+            else:
+                units.append([line])
+        elif units:
+            units[-1].append(line)
+    if pending:
+        units.append(pending)
+    return [hashlib.sha256("\n".join(u).encode()).hexdigest() for u in units], imports
+
+
+def method_modules(root: Path = REPO) -> dict[str, set[str]]:
+    """{method name: repository paths of its own module and the method modules it imports}.
+
+    A method module is ``methods/<name>.py`` of a name in the method registry."""
+    import methods as registry
+
+    paths = {name: f"methods/{name}.py" for name in registry.names() if (root / "methods" / f"{name}.py").is_file()}
+    direct: dict[str, set[str]] = {}
+    for name, rel in paths.items():
+        text = (root / rel).read_text()
+        direct[name] = {rel} | {paths[other] for other in paths
+                                if other != name and (f"from methods.{other} import" in text
+                                                      or f"from methods import {other}" in text)}
+    out = {}
+    for name in paths:  # transitive closure
+        seen, todo = set(), set(direct[name])
+        while todo:
+            rel = todo.pop()
+            if rel not in seen:
+                seen.add(rel)
+                other = rel.removeprefix("methods/").removesuffix(".py")
+                todo |= direct.get(other, set()) - seen
+        out[name] = seen
+    return out
+
+
+def code_fingerprints(root: Path = REPO, excluded: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Scheme 2: {method: fingerprint (16 hex)} and ``"*"``: the fingerprint of the shared code
+    alone (no method module), for jobs of a method without a module of its own."""
+    scoped = method_modules(root)
+    owned = set().union(*scoped.values()) if scoped else set()
+    shared_units: list[str] = []
+    shared_imports: set[str] = set()
+    per_file: dict[str, tuple[list[str], set[str]]] = {}
+    for path in code_files(root, excluded):
+        rel = path.relative_to(root).as_posix()
+        units, imports = code_units(path.read_text())
+        if rel in owned:
+            per_file[rel] = (units, imports)
+        else:
+            shared_units += units
+            shared_imports |= imports
+
+    def digest(units: list[str], imports: set[str]) -> str:
+        body = "u:" + ",".join(sorted(units)) + "\ni:" + ",".join(sorted(imports))
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+    out = {"*": digest(shared_units, shared_imports)}
+    for name, files in scoped.items():
+        units = list(shared_units) + [u for f in sorted(files) for u in per_file[f][0]]
+        imports = set(shared_imports).union(*(per_file[f][1] for f in files))
+        out[name] = digest(units, imports)
+    return out
+
+
+def code_fingerprint(root: Path = REPO) -> str:
+    """The scheme-2 fingerprint of the shared code alone (every method's records depend on it)."""
+    return code_fingerprints(root)["*"]
+
+
+#: Scheme-1 fingerprints of committed records -> the commit that had that code and the scheme-2
+#: fingerprint, per method, of that commit's code. Computed (``python -m bench.run.provenance
+#: legacy COMMIT``) and checked against git by tests/test_stale.py, never edited by hand.
+LEGACY: dict[str, dict[str, object]] = {
+    "03caf1f07af4de37": {"commit": "21a1252", "v2": {
+        "*": "e1ec2be4b342b7be",
+        "baseline": "ea201c091818b7af",
+        "asl": "d71e816749a943c2",
+        "kmcl": "110c443f6133a8bd",
+        "probmcl": "63824bc3276a0f19",
+        "csra": "0c0cdf103c3024b8",
+        "mlgcn": "fda389c448f16643",
+        "imlgcn": "f9cba382bdf5ed6b",
+    }},
+}
+
+
+def legacy_equivalent(fingerprint: str, method: str) -> str | None:
+    """The scheme-2 fingerprint that a scheme-1 ``fingerprint`` stands for (None: unknown)."""
+    entry = LEGACY.get(fingerprint)
+    return None if entry is None else entry["v2"].get(method, entry["v2"].get("*"))  # type: ignore[union-attr]
+
+
+#: The code this process loaded (computed at import, before any training).
+_LOADED = (code_fingerprints(), code_file_hashes())
+
+
+def current_code_fingerprint(method: str | None = None) -> str:
+    """The fingerprint of the code this process runs for ``method``'s records (computed when
+    this module was imported); ``None``: the shared code alone."""
+    fps = _LOADED[0]
+    return fps.get(method or "*", fps["*"])
+
+
+def current_code_files() -> dict[str, str]:
+    return dict(_LOADED[1])
+
+
+def legacy_entry(commit: str) -> tuple[str, dict[str, object]]:
+    """(scheme-1 fingerprint, LEGACY entry) of ``commit``'s code, from ``git archive``."""
+    import tarfile
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        blob = subprocess.run(["git", "archive", commit, *CODE_DIRS], cwd=REPO, capture_output=True,
+                              check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+            tar.extractall(tmp, filter="data")
+        root = Path(tmp)
+        # that commit's own exclusions (its paths), plus its modules excluded since then
+        then = _excluded_of(root)
+        now = {**then, **{old: EXCLUDED[new] for old, new in EXCLUDED_SINCE.items()}}
+        return code_fingerprint_v1(root, then), {"commit": commit, "v2": code_fingerprints(root, now)}
+
+
+#: Modules excluded after scheme-1 records were made: {their path then: their path now}.
+EXCLUDED_SINCE: dict[str, str] = {"bench/convergence.py": "bench/evaluate/convergence.py"}
+
+
+def _excluded_of(root: Path) -> dict[str, str]:
+    """The EXCLUDED table of the provenance module of the tree at ``root`` (any layout)."""
+    import ast
+
+    for rel in ("bench/run/provenance.py", "bench/provenance.py"):
+        if (root / rel).is_file():
+            for node in ast.parse((root / rel).read_text()).body:
+                if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "EXCLUDED":
+                    return ast.literal_eval(node.value)
+    raise ValueError(f"no EXCLUDED table under {root}")
+
+
+@functools.lru_cache(maxsize=1)
+def git_state() -> tuple[str, bool]:
+    """(commit, dirty) of the checkout the code runs from; ("unknown", False) outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip() != ""
+        return commit or "unknown", dirty
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def provenance(device: str, threads: int) -> dict:
+    commit, dirty = git_state()
+    return {
+        "fingerprint_scheme": 2,
+        "git_commit": commit, "git_dirty": dirty, "code_fingerprint": current_code_fingerprint(),
+        "code_files": current_code_files(), "packages": package_versions(),
+        "python": platform.python_version(), "platform": platform.platform(),
+        "machine": f"{cpu_model()} x{os.cpu_count()}", "device": device, "threads": threads,
+        "mkl_cbwr": os.environ.get("MKL_CBWR"),
+    }
+
+
+if __name__ == "__main__":  # python -m bench.run.provenance legacy COMMIT
+    import json
+    import sys
+
+    if sys.argv[1:2] == ["legacy"] and len(sys.argv) == 3:
+        v1, entry = legacy_entry(sys.argv[2])
+        print(json.dumps({v1: entry}, indent=2))
+    else:
+        print("usage: python -m bench.run.provenance legacy COMMIT", file=sys.stderr)
+        sys.exit(2)

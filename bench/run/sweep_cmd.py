@@ -1,0 +1,109 @@
+"""`bench sweep SPEC`: submit every job of a sweep that is not done, queued or running.
+
+With the slurm executor everything missing or failed goes out as ONE array
+(chunked at MaxArraySize) and the command returns at once with the array id.
+Re-running it resubmits only what is missing or failed: a job whose Slurm job is
+still pending or running is left alone. Two concurrent invocations on one sweep
+serialise on ``<results>/<sweep>/.submit.lock``; the runner's per-job lock and
+DONE marker keep any job from running twice to completion anyway.
+
+States are ``bench.run.status``'s (new, pending, preempted, running, incomplete, failed, done,
+stale). A stale record (done by other code) is not resubmitted unless ``--rerun-stale``: then
+it is set aside into ``<job>/stale-<fingerprint>/`` until the new record is DONE.
+"""
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+from pathlib import Path
+
+import methods
+
+from bench.errors import BenchError
+from bench.run.executors import get_executor
+from bench.spec.cluster import parse_cluster, parse_cluster_overrides
+from bench.run.status import job_statuses, print_stale, summarize
+from bench.run.store import Store
+from bench.spec.sweeps import expand_sweep, load_sweep
+
+
+def _seeds(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise BenchError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+
+
+def _rerun_command(args: argparse.Namespace) -> str:
+    extra = f" --results {args.results}" if args.results != "results" else ""
+    return f"bench sweep {args.spec}{extra} --rerun-stale"
+
+
+def main(args: argparse.Namespace) -> int:
+    sweep = load_sweep(args.spec, getattr(args, "sets", None) or ())
+    jobs = expand_sweep(sweep, _seeds(args.seeds), args.data_root or os.environ.get("BENCH_DATA_ROOT"))
+    store = Store(args.results)
+    executor_name = args.executor or sweep.executor.get("name", "local")
+    cluster = {**sweep.cluster, **parse_cluster_overrides(args.cluster)}
+    if executor_name == "slurm":
+        parse_cluster(cluster, f"{sweep.source}: cluster")  # bad options fail before anything runs
+    else:
+        from bench.train.precision import check_local_device
+
+        check_local_device([j.budget for j in jobs], args.device)
+    if args.dry_run:  # reads the store and the scheduler; writes nothing
+        statuses, _ = job_statuses(jobs, store)
+        print(f"{'job_id':<22} {'label':<28} {'seed':>4}  {'state':<10} hparams")
+        for st in statuses:
+            defaults = methods.get(st.job.method).defaults
+            varied = {k: v for k, v in st.job.hparams.items() if defaults.get(k) != v}
+            print(f"{st.job.job_id:<22} {st.job.display_name:<28} {st.job.seed:>4}  {st.state:<10} {varied}")
+        counts = summarize(statuses)
+        print(f"{len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+        if not getattr(args, "rerun_stale", False):
+            print_stale(statuses, _rerun_command(args))
+        return 0
+    lock_path = Path(args.results) / sweep.name / ".submit.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # concurrent `bench sweep`s take turns
+        statuses, source = job_statuses(jobs, store)
+        rerun = bool(getattr(args, "rerun_stale", False))
+        stale = [st.job for st in statuses if st.state == "stale"]
+        mixed = [st.job for st in statuses if st.state == "incomplete" and not st.active
+                 and store.job_dir(st.job).started_by_other_code()]
+        todo = [st.job for st in statuses if st.state not in ("done", "stale") and not st.active]
+        reused = store.reuse_done(todo, {st.job.job_id: st.state for st in statuses})
+        if reused:
+            print(f"{len(reused)} job(s) already done by the current code under another suite (same job id): "
+                  f"record copied from {', '.join(sorted(set(reused.values())))}")
+            todo = [j for j in todo if j.job_id not in reused]
+        todo += stale if rerun else []
+        skipped = len(jobs) - len(todo)
+        print(f"sweep {sweep.name}: {len(jobs)} jobs, {skipped} done, stale or queued, {len(todo)} to submit"
+              + ("" if source in ("squeue+sacct", "store") else f" (scheduler: {source})"))
+        if stale and not rerun:
+            print_stale(statuses, _rerun_command(args))
+        if not todo:
+            return 0
+        from bench.run.executors import prepare_inputs
+
+        if executor_name != "slurm":  # (on a cluster each job builds what it lacks, on its node)
+            prepare_inputs(todo)  # caches built in a child, never by a training process
+        for job in stale + mixed if rerun else []:
+            store.job_dir(job).set_aside()
+        options = {**cluster, "device": args.device, "threads": args.threads} if executor_name == "slurm" \
+            else {"device": args.device, "threads": args.threads}
+        summary = get_executor(executor_name, options).submit(todo, store)
+        if rerun and executor_name != "slurm":
+            for job in stale:
+                store.job_dir(job).restore_aside()  # a failed rerun keeps the old record
+    if executor_name == "slurm":
+        print(f"submitted {summary['submitted']} job(s) as array(s) {', '.join(summary['arrays'])}; "
+              f"logs in {summary['logs']}; follow with: bench status --sweep {args.spec}"
+              + (f" --results {args.results}" if args.results != "results" else ""))
+        return 0
+    return 1 if summary.get("failed") else 0

@@ -1,0 +1,1 @@
+"""What to run: suite and sweep files -> validated specs -> JobSpecs (the job id)."""

@@ -1,0 +1,88 @@
+"""JobSpec: one training run, fully resolved, addressed by a hash of its semantic fields.
+
+The job id depends on method, hyperparameters, dataset (name + options), backbone,
+budget, optimiser, protocol, evaluation convention and seed -- never on an
+absolute path, the suite's name, the executor or the machine -- so the same run
+asked for twice (by a suite, a sweep, or a second user) is recognised as done.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from bench.train.settings import PERFORMANCE_KEYS, RUNTIME_DEFAULTS, SEMANTIC_KEYS
+
+#: Fields that decide what a job computes; everything else is bookkeeping.
+SEMANTIC_FIELDS = ("method", "hparams", "dataset", "backbone", "budget", "optimizer",
+                   "protocol", "evaluation", "seed")
+
+
+#: Keys left out of the job id: ``optimizer.weight_decay_mode`` is always the one the resolved
+#: optimiser name implies (adam/sgd coupled, adamw decoupled: bench.spec.suites.effective_optimizer),
+#: so hashing it would only change every id of the records made before the key existed. The
+#: budget's performance keys (workers, channels_last, cudnn_benchmark, compile: see
+#: bench/train/settings.py) change how fast a job runs, not what it computes -- like the thread
+#: count, they are recorded but not hashed.
+DERIVED_KEYS: dict[str, tuple[str, ...]] = {
+    "optimizer": ("weight_decay_mode",),
+    "budget": PERFORMANCE_KEYS,
+}
+#: Keys added after records exist, left out of the id while at the value that computes what
+#: the job computed before the key existed (so old records keep their ids); any other value is
+#: hashed. Register a new budget/optimizer key here together with its neutral default.
+NEUTRAL_DEFAULTS: dict[str, dict[str, Any]] = {
+    # before bench/train/: fp32, no EMA, one micro-batch per step; a job that finished then had
+    # no non-finite step, so any bound computes what it computed
+    "budget": {k: RUNTIME_DEFAULTS[k] for k in SEMANTIC_KEYS},
+}
+
+
+def identity_fields(semantic: Mapping[str, Any]) -> dict[str, Any]:
+    """The semantic fields as hashed: DERIVED_KEYS dropped, NEUTRAL_DEFAULTS at their value dropped."""
+    out = dict(semantic)
+    for section in set(DERIVED_KEYS) | set(NEUTRAL_DEFAULTS):
+        if isinstance(out.get(section), Mapping):
+            neutral = NEUTRAL_DEFAULTS.get(section, {})
+            out[section] = {k: v for k, v in out[section].items()
+                            if k not in DERIVED_KEYS.get(section, ()) and not (k in neutral and v == neutral[k])}
+    return out
+
+
+def canonical_json(value: Any) -> str:
+    """Key-sorted compact JSON; floats as repr so 0.1 and 1e-1 hash the same."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    method: str
+    hparams: Mapping[str, Any]
+    dataset: Mapping[str, Any]  # {"name": ..., "options": {...}}
+    backbone: Mapping[str, Any]  # {"name": ..., "options": {...}}
+    budget: Mapping[str, Any]  # epochs, batch_size, resolution, train_images, augmentation, ...
+    optimizer: Mapping[str, Any]  # name, lr, weight_decay, schedule, ...
+    protocol: str  # "equal-budget" | "paper-recipe"
+    evaluation: Mapping[str, Any]  # convention name + trick lambdas
+    seed: int
+    label: str = ""  # human-readable row name, e.g. "csra H=4"; not semantic
+    suite: str = ""  # where it was asked for; not semantic
+    data_root: str | None = field(default=None, compare=False)  # machine-specific; not semantic
+
+    @property
+    def job_id(self) -> str:
+        semantic = {k: getattr(self, k) for k in SEMANTIC_FIELDS}
+        digest = hashlib.sha256(canonical_json(identity_fields(semantic)).encode()).hexdigest()[:12]
+        return f"{self.method}-{digest}"
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.method
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(canonical_json(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "JobSpec":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
