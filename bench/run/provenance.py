@@ -87,6 +87,10 @@ EXCLUDED: dict[str, str] = {
     # a job's identity: every effect passes through the job's semantic fields (the job id)
     "bench/spec/suites.py": "YAML -> JobSpec; what it decides is in the job id",
     "bench/spec/sweeps.py": "sweep YAML -> JobSpecs; what it decides is in the job id",
+    "bench/spec/schema.py": "suite keys' defaults and domains; what they decide is in the job id",
+    "bench/spec/named.py": "checks dataset/backbone names and options; reads no data",
+    "bench/spec/yaml_io.py": "reads suite YAML and --set; what it decides is in the job id",
+    "bench/spec/listing.py": "`bench list`: prints suites, sweeps, methods, datasets, keys",
     "bench/spec/jobs.py": "the JobSpec and its id; what a job computes is in the id",
     # bookkeeping around a record, not its numbers
     "bench/run/store.py": "writes the runner's record and predictions byte for byte; job states",

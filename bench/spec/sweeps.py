@@ -34,9 +34,10 @@ import yaml
 
 import methods
 from bench.spec.jobs import JobSpec
+from bench.spec.schema import did_you_mean
 from bench.spec.suites import (BUDGET_DEFAULTS, EVALUATION_DEFAULTS, OPTIMIZER_DEFAULTS, SUITES_DIR,
-                          SpecError, SuiteSpec, _merge, _named, check_finite, load_suite, read_spec_file,
-                          recipe_budget, validate_suite)
+                               SpecError, SuiteSpec, _merge, _named, check_finite, check_seeds, load_suite,
+                               read_spec_file, recipe_budget, spec_path, validate_suite, variant_name)
 
 TOP_KEYS = {"name", "description", "suite", "seeds", "search", "dataset", "backbone", "budget",
             "optimizer", "evaluation", "executor", "cluster", "notes"}
@@ -64,6 +65,7 @@ class SweepSpec:
     executor: Mapping[str, Any] = field(default_factory=dict)
     cluster: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
+    overrides: tuple[str, ...] = ()  # the --set items of a variant run (name: <sweep>+<hash>)
 
 
 def sweep_names() -> list[str]:
@@ -81,13 +83,12 @@ def sweep_names() -> list[str]:
 def load_sweep(name_or_path: str, sets: Sequence[str] = ()) -> SweepSpec:
     """Parse and validate a sweep by name (sweeps/<name>.yaml) or path; ``sets``: ``--set``
     overrides of the sweep file (bench.spec.suites.apply_sets), e.g. budget.epochs=3."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = SUITES_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise SpecError(f"unknown sweep {name_or_path!r}; known: {', '.join(sweep_names())}")
+    path = spec_path(name_or_path, "sweep", sweep_names())
     raw, where = read_spec_file(path, sets)  # YAML, --set, name == file name
-    return parse_sweep(raw, where)
+    sweep = parse_sweep(raw, where)
+    if sets:  # a variant: its own results folder, <name>+<hash of the overrides>
+        sweep = replace(sweep, name=variant_name(sweep.name, sets), overrides=tuple(sets))
+    return sweep
 
 
 def _base_suite(where: str, raw: Mapping[str, Any]) -> SuiteSpec:
@@ -118,15 +119,14 @@ def parse_sweep(raw: Mapping[str, Any], where: str = "<sweep>") -> SweepSpec:
     check_finite(raw, where)  # .nan / .inf anywhere, naming the key
     unknown = sorted(set(raw) - TOP_KEYS)
     if unknown:
-        raise SpecError(f"{where}: unknown key {unknown[0]!r}; known: {', '.join(sorted(TOP_KEYS))}")
+        raise SpecError(f"{where}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], sorted(TOP_KEYS))}; "
+                        f"known: {', '.join(sorted(TOP_KEYS))}")
     for key in ("name", "suite", "search"):
         if key not in raw:
             raise SpecError(f"{where}: missing key {key!r}")
     base = _base_suite(where, raw)
     seeds = raw.get("seeds", list(base.seeds))
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                           for s in seeds):
-        raise SpecError(f"{where}: seeds must be a non-empty list of integers")
+    check_seeds(seeds, where)
     search = raw["search"]
     if not isinstance(search, list) or not search:
         raise SpecError(f"{where}: search must be a non-empty list of method entries")
@@ -143,13 +143,15 @@ def _parse_entry(where: str, entry: Any) -> SearchEntry:
         raise SpecError(f"{where}: expected a mapping with 'method' (and grid/random/hparams)")
     extra = sorted(set(entry) - ENTRY_KEYS)
     if extra:
-        raise SpecError(f"{where}: unknown key {extra[0]!r}; known: {', '.join(sorted(ENTRY_KEYS))}")
+        raise SpecError(f"{where}: unknown key {extra[0]!r}{did_you_mean(extra[0], sorted(ENTRY_KEYS))}; "
+                        f"known: {', '.join(sorted(ENTRY_KEYS))}")
     if "grid" in entry and "random" in entry:
         raise SpecError(f"{where}: give either 'grid' or 'random', not both")
-    try:
-        spec = methods.get(str(entry["method"]))
-    except ValueError as err:
-        raise SpecError(f"{where}: {err}") from None
+    name = str(entry["method"])
+    if name not in methods.names():
+        raise SpecError(f"{where}: unknown method {name!r}{did_you_mean(name, methods.names())}; "
+                        f"known: {', '.join(methods.names())}")
+    spec = methods.get(name)
     fixed = dict(entry.get("hparams") or {})
     if "random" in entry:
         draws, varied = _random_draws(where, spec, entry["random"], fixed)
