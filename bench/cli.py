@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run every job of a suite not already done")
     r.add_argument("--suite", required=True, help="suite name (sweeps/NAME.yaml) or a YAML path")
-    r.add_argument("--results", default="results", help="results root (default: results)")
+    r.add_argument("--results", default=None, help="results root (default: results/ for a suite with committed records "
+                   "there, else results-local/, git-ignored; --set runs: results-local/<suite>+<hash>/)")
     r.add_argument("--data-root", default=None, help="dataset folder (or $BENCH_DATA_ROOT)")
     r.add_argument("--seeds", default=None, help="comma-separated seeds overriding the suite's")
     r.add_argument("--methods", default=None, help="comma-separated row labels or methods to run")
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     r.add_argument("--no-report", action="store_true", help="do not regenerate REPORT.md afterwards")
+    r.add_argument("--wait", action="store_true", help="wait for jobs another process is running "
+                   "(default: skip them with a line and exit 0)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                    help="override a value of the suite (repeatable), validated like the YAML and part "
                         "of the job's identity: budget.epochs=3, optimizer.lr=1e-3, "
@@ -58,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--executor", default=None, help="slurm or local (default: the sweep's, else local)")
     sw.add_argument("--dry-run", action="store_true", help="list jobs, hparams, seeds and states; submit nothing")
     sw.add_argument("--seeds", default=None, help="comma-separated seeds overriding the sweep's")
-    sw.add_argument("--results", default="results", help="results root (default: results)")
+    sw.add_argument("--results", default=None, help="results root (default: results/ for a sweep with committed records "
+                   "there, else results-local/, git-ignored; --set runs: results-local/<sweep>+<hash>/)")
     sw.add_argument("--data-root", default=None, help="dataset folder (or $BENCH_DATA_ROOT)")
     sw.add_argument("--cluster", action="append", default=[], metavar="KEY=VALUE",
                     help="override a cluster option, e.g. --cluster partition=gpu (repeatable)")
@@ -73,13 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="pending/running/done/failed/preempted counts of a suite or sweep")
     st.add_argument("--suite", default=None, help="suite name or YAML path")
     st.add_argument("--sweep", default=None, help="sweep name or YAML path")
-    st.add_argument("--results", default="results", help="results root (default: results)")
+    st.add_argument("--results", default=None, help="results root (default: as bench run)")
+    st.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                    help="the overrides of a --set run: its variant folder <suite>+<hash>")
     st.add_argument("-v", "--verbose", action="store_true", help="one line per job")
     st.set_defaults(func=_cmd("bench.run.status:main"))
 
     res = sub.add_parser("results", help="one row per finished job of a suite")
     res.add_argument("--suite", required=True)
-    res.add_argument("--results", default="results")
+    res.add_argument("--results", default=None, help="results root (default: as bench run)")
+    res.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                     help="the overrides of a --set run: its variant folder <suite>+<hash>")
     res.add_argument("--format", choices=("md", "csv", "json"), default="md")
     res.add_argument("--by", default=None, metavar="COLS",
                      help="group by comma-separated columns, e.g. threads,machine (mean test mAP per row and group)")
@@ -91,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--new", required=True, help="results root of the new records, e.g. results-rerun")
     cmp_.add_argument("--committed", default="results", help="results root of the committed records")
     cmp_.add_argument("--format", choices=("md", "csv"), default="md")
+    cmp_.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                      help="compare the variant folder <suite>+<hash> of a --set run in both roots")
     cmp_.set_defaults(func=_cmd("bench.report.compare:main"))
 
     dat = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
@@ -107,7 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--results", default="results")
     rep.add_argument("--output", default="REPORT.md")
     rep.add_argument("--check", action="store_true", help="exit 1 if REPORT.md is not current")
-    rep.set_defaults(func=_cmd("bench.report.build:main"))
+    rep.set_defaults(func=_report)
+
+    ls = sub.add_parser("list", help="suites, sweeps, methods (hyperparameters, defaults), datasets, suite keys")
+    ls.add_argument("what", nargs="?", default="all",
+                    choices=("all", "suites", "sweeps", "methods", "datasets", "keys"))
+    ls.add_argument("--format", choices=("text", "md"), default="text", help="md: keys as docs/suite-keys.md")
+    ls.set_defaults(func=_cmd("bench.spec.listing:main"))
+
+    # (room for the `weights` subparser block)
 
     cost = sub.add_parser("cost", help="parameters and GMACs (fvcore) of every method row, beside "
                           "the papers' values; no data, no GPU")
@@ -123,6 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     cost.set_defaults(func=_cmd("bench.cost.command:main"))
 
     return p
+
+
+def _report(args: argparse.Namespace) -> int:
+    """`bench report`: the output file's folder and the figures folder must be writable first."""
+    if not args.check:
+        from pathlib import Path
+
+        from bench.run.roots import check_writable
+
+        check_writable(Path(args.output).parent, "--output")
+        check_writable(Path(args.results) / "figures", "--results")
+    return _cmd("bench.report.build:main")(args)
 
 
 class Terminated(KeyboardInterrupt):
@@ -149,7 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe (`bench results | head`) shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`| head`): what it wanted is out; no traceback at exit either
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except user_errors() as err:
         print(f"bench: error: {err}", file=sys.stderr)
         return 2

@@ -9,10 +9,30 @@ import json
 
 import pandas as pd
 
+import hashlib
+import sys
+
 from bench.errors import BenchError
 from bench.run.store import Store, record_fingerprint, staleness
+from bench.spec.jobs import SEMANTIC_FIELDS, canonical_json, identity_fields
 
 METRICS = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
+
+
+def config_of(record: dict) -> str:
+    """8 hex digits naming a record's configuration: its job's semantic fields without the seed
+    (as the job id hashes them), so records of one row that differ only by seed share it."""
+    job = record.get("job") or {}
+    fields = {k: job.get(k) for k in SEMANTIC_FIELDS if k != "seed"}
+    return hashlib.sha256(canonical_json(identity_fields(fields)).encode()).hexdigest()[:8]
+
+
+def shared_labels(records: list[dict]) -> dict[str, list[str]]:
+    """{label: its configurations} for every label that more than one configuration uses."""
+    seen: dict[str, set[str]] = {}
+    for r in records:
+        seen.setdefault(r["job"]["label"], set()).add(config_of(r))
+    return {label: sorted(c) for label, c in seen.items() if len(c) > 1}
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:
@@ -31,24 +51,43 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
         row["machine"] = prov.get("machine")
         row["code"] = record_fingerprint(r) or "none"
         row["state"] = "stale" if staleness(r) else "done"
+        row["config"] = config_of(r)
         row["job_id"] = r["job_id"]
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def main(args: argparse.Namespace) -> int:
-    records = Store(args.results).records(args.suite)
+    from pathlib import Path
+
+    from bench.run.roots import resolve_root
+    from bench.spec.yaml_io import variant_name
+
+    sets = getattr(args, "sets", None) or ()
+    suite = variant_name(Path(args.suite).stem if Path(args.suite).suffix else args.suite, sets)
+    args.results = resolve_root(args.results, suite)
+    store = Store(args.results)
+    records = store.records(suite)
+    bad = store.unreadable(suite)
+    if bad:
+        print(f"bench results: {len(bad)} record(s) unreadable (corrupt record.json, e.g. {bad[0]}): "
+              "left out; `bench run` retrains them", file=sys.stderr)
     if not records:
-        raise BenchError(f"no finished jobs for suite {args.suite!r} under {args.results}/; "
-                         f"run `bench run --suite {args.suite}` first")
+        flags = "".join(f" --set {s}" for s in sets)
+        raise BenchError(f"no finished jobs for suite {suite!r} under {args.results}/; "
+                         f"run `bench run --suite {args.suite}{flags}` first")
+    shared = shared_labels(records)
+    for label, configs in shared.items():
+        print(f"bench results: row {label!r} holds {len(configs)} configurations ({', '.join(configs)}): "
+              "listed and grouped apart by the config column, never averaged together", file=sys.stderr)
     df = records_frame(records)
     by = [c.strip() for c in (getattr(args, "by", None) or "").split(",") if c.strip()]
     if by:
         unknown = [c for c in by if c not in df.columns]
         if unknown:
             raise BenchError(f"--by {unknown[0]!r}: not a column; columns: {', '.join(df.columns)}")
-        df = (df.groupby(["label", *by], dropna=False)
-              .agg(seeds=("seed", "count"), test_mAP=("test_mAP", "mean"), test_mAP_sd=("test_mAP", "std"))
+        df = (df.groupby(["label", "config", *by], dropna=False)
+              .agg(seeds=("seed", "nunique"), test_mAP=("test_mAP", "mean"), test_mAP_sd=("test_mAP", "std"))
               .round(2).reset_index())
     if args.format == "csv":
         print(df.to_csv(index=False), end="")

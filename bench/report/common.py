@@ -4,6 +4,7 @@ sweep curves, and deterministic text formatting. No rendering here.
 from __future__ import annotations
 
 import json
+import sys
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -241,8 +242,12 @@ class ReportData:
         self.root = Path(root)
         self.store = Store(self.root)
         self.resamples = bootstrap_resamples
+        found = self.store.suites()
+        #: ``--set`` variant folders (<suite>+<hash>): never evidence of their suite, not read
+        self.variants = [s for s in found if "+" in s]
         self.suites: dict[str, list[dict[str, Any]]] = {
-            s: self.store.records(s) for s in self.store.suites()}
+            s: _one_config_per_label(s, self.store.records(s)) for s in found if "+" not in s}
+        _say_unread(self.root, self.store, found, self.variants)
         self._comparisons: dict[tuple[str, str, str], Comparison] = {}
         self._suite_of = {r["job_id"]: s for s, recs in self.suites.items() for r in recs}
         self._health: dict[str, Health] = {}
@@ -413,3 +418,32 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     if isinstance(value, (int, float)):
         return (1, float(value))
     return (2, str(value))
+
+
+def _one_config_per_label(suite: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where two configurations share a label in one suite folder, the one with the most seeds
+    keeps it, the others become '<label> [config <hash>]' (never averaged together); a line says so."""
+    from bench.report.collect import config_of, shared_labels
+
+    keep = {}
+    for label, configs in shared_labels(records).items():
+        seeds = {c: {r["job"]["seed"] for r in records if r["job"]["label"] == label and config_of(r) == c}
+                 for c in configs}
+        keep[label] = max(configs, key=lambda c: (len(seeds[c]), c == configs[0]))
+        print(f"bench report: {suite} row {label!r} holds {len(configs)} configurations ({', '.join(configs)}); "
+              f"{keep[label]} keeps the label, the others show as '{label} [config <hash>]'", file=sys.stderr)
+    return [r if keep.get(r["job"]["label"], config_of(r)) == config_of(r) else
+            {**r, "job": {**r["job"], "label": f"{r['job']['label']} [config {config_of(r)}]"}} for r in records]
+
+
+def _say_unread(root: Path, store: Store, suites: list[str], variants: list[str]) -> None:
+    """One stderr line each for corrupt records (skipped) and variant folders (not in the report)."""
+    bad = [p for s in suites for p in store.unreadable(s)]
+    if bad:
+        print(f"bench report: {len(bad)} record(s) unreadable (corrupt record.json, e.g. {bad[0]}): left out "
+              "of the report; `bench run` retrains them", file=sys.stderr)
+    if variants:
+        from bench.run.roots import variant_text
+
+        print(f"bench report: {len(variants)} --set variant folder(s) not in the report (their own "
+              f"configurations): {'; '.join(variant_text(root, v) for v in variants)}", file=sys.stderr)

@@ -70,17 +70,22 @@ def _setup(record: Mapping[str, Any]) -> tuple[Any, ...]:
 def compare_records(new: list[dict[str, Any]], committed: list[dict[str, Any]]) -> list[JobRow]:
     by_new = {r["job_id"]: r for r in new}
     by_old = {r["job_id"]: r for r in committed}
-    row_maps: dict[str, list[float]] = defaultdict(list)
-    for r in committed:
-        row_maps[r["job"]["label"]].append(_map(r))
-    spread = {label: (max(v) - min(v)) if len(v) >= 2 else None for label, v in row_maps.items()}
+    from bench.report.collect import config_of, shared_labels
+
+    shared = shared_labels(new + committed)  # a label two configurations use: rows apart
+
+    row_maps: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in committed:  # the spread of one row's one configuration, over its seeds
+        row_maps[(r["job"]["label"], config_of(r))].append(_map(r))
+    spread = {key: (max(v) - min(v)) if len(v) >= 2 else None for key, v in row_maps.items()}
     out = []
     for job_id in sorted(set(by_new) | set(by_old)):
         a, b = by_new.get(job_id), by_old.get(job_id)
         ref = a or b
         label = ref["job"]["label"]
-        out.append(JobRow(label, int(ref["job"]["seed"]), job_id, None if a is None else _map(a),
-                          None if b is None else _map(b), spread.get(label),
+        label_shown = f"{label} [config {config_of(ref)}]" if label in shared else label
+        out.append(JobRow(label_shown, int(ref["job"]["seed"]), job_id, None if a is None else _map(a),
+                          None if b is None else _map(b), spread.get((label, config_of(ref))),
                           None if a is None or b is None else _setup(a) == _setup(b)))
     return sorted(out, key=lambda r: (r.label, r.seed, r.job_id))
 
@@ -138,8 +143,18 @@ def render(rows: list[JobRow], new_root: str, committed_root: str, suite: str,
 
 
 def main(args: argparse.Namespace) -> int:
+    import sys
+
+    from bench.report.collect import shared_labels
+    from bench.spec.yaml_io import variant_name
+
+    args.suite = variant_name(args.suite, getattr(args, "sets", None) or ())
     new = Store(args.new).records(args.suite)
     committed = Store(args.committed).records(args.suite)
+    for side, recs in (("new", new), ("committed", committed)):
+        for label, configs in shared_labels(recs).items():
+            print(f"bench compare: {side} row {label!r} holds {len(configs)} configurations "
+                  f"({', '.join(configs)}): rows shown apart as '<label> [config <hash>]'", file=sys.stderr)
     if not new:
         raise BenchError(f"no finished records of suite {args.suite!r} under {args.new}/; "
                          f"run `bench run --suite {args.suite} --results {args.new}` first")

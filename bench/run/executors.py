@@ -25,19 +25,31 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, device: str | None = None, threads: int | None = None, progress: bool = True) -> None:
-        self.device, self.threads, self.progress = device, threads, progress
+    def __init__(self, device: str | None = None, threads: int | None = None, progress: bool = True,
+                 wait: bool = False) -> None:
+        self.device, self.threads, self.progress, self.wait = device, threads, progress, wait
 
     def submit(self, jobs: list[JobSpec], store: Store) -> dict[str, Any]:
+        from bench.errors import BenchError
         from bench.run.runner import run_job
 
-        done, failed, t_start = [], [], time.perf_counter()
+        done, failed, skipped, t_start = [], [], [], time.perf_counter()
         for i, job in enumerate(jobs):
             elapsed = time.perf_counter() - t_start
             eta = f", ETA {elapsed / i * (len(jobs) - i) / 60:.1f} min" if i else ""
             print(f"[{i + 1}/{len(jobs)}] {job.display_name} seed {job.seed} ({job.job_id}{eta})", flush=True)
+            if store.job_dir(job).is_running():  # another launcher took it since the states were read
+                _skip_line(job, store)
+                skipped.append(job)
+                continue
             try:
                 record = run_job(job, store, device=self.device, threads=self.threads, progress=self.progress)
+            except BenchError as err:
+                if RUNNING_ELSEWHERE not in str(err):
+                    raise  # a user mistake: one line, exit 2
+                _skip_line(job, store)  # the lock was taken between the probe and the runner
+                skipped.append(job)
+                continue
             except Exception as err:  # recorded in error.txt by the runner; the others go on
                 where = store.job_dir(job).error_file
                 print(f"  FAILED: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
@@ -48,8 +60,25 @@ class LocalExecutor:
             print(f"  done: test mAP {m['mAP']:.2f} (selected epoch {record['selected_epoch']}), "
                   f"{record['timing']['wall_s']:.0f} s", flush=True)
             done.append(job.job_id)
+        if self.wait:
+            for job in skipped:
+                while store.job_dir(job).is_running():
+                    time.sleep(2)
+                state = store.job_dir(job).state
+                print(f"  {job.display_name} seed {job.seed} ({job.job_id}): the other process ended it {state}")
+                (done if state in ("done", "stale") else failed).append(job.job_id)
         return {"executor": self.name, "done": done, "failed": failed,
+                "skipped": [j.job_id for j in skipped] if not self.wait else [],
                 "seconds": round(time.perf_counter() - t_start, 1)}
+
+
+#: The runner's (bench/run/runner.py) message for a job whose lock another process holds.
+RUNNING_ELSEWHERE = "is running elsewhere"
+
+
+def _skip_line(job: JobSpec, store: Store) -> None:
+    print(f"  skipped: another process is running it (lock held on {store.job_dir(job).path}/lock); "
+          "`bench status` follows it, `--wait` waits for it", flush=True)
 
 
 def _prepare(job: JobSpec) -> None:
@@ -92,7 +121,8 @@ def get_executor(name: str, options: Mapping[str, Any] | None = None) -> Executo
     """Executor ``name`` configured with ``options`` (device/threads/progress, or cluster keys)."""
     options = dict(options or {})
     if name == "local":
-        return LocalExecutor(options.get("device"), options.get("threads"), options.get("progress", True))
+        return LocalExecutor(options.get("device"), options.get("threads"), options.get("progress", True),
+                             bool(options.get("wait", False)))
     if name == "slurm":
         from bench.run.slurm import SlurmExecutor
 

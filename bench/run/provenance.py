@@ -90,6 +90,7 @@ EXCLUDED: dict[str, str] = {
     "bench/spec/schema.py": "suite keys' defaults and domains; what they decide is in the job id",
     "bench/spec/named.py": "checks dataset/backbone names and options; reads no data",
     "bench/spec/yaml_io.py": "reads suite YAML and --set; what it decides is in the job id",
+    "bench/run/roots.py": "where results go (default root, variant file, writability probe)",
     "bench/spec/listing.py": "`bench list`: prints suites, sweeps, methods, datasets, keys",
     "bench/spec/jobs.py": "the JobSpec and its id; what a job computes is in the id",
     # bookkeeping around a record, not its numbers

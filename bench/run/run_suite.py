@@ -15,33 +15,106 @@ from bench.errors import BenchError
 from bench.run.executors import get_executor
 from bench.spec.jobs import JobSpec
 from bench.run.status import job_statuses, print_stale, summarize
+from bench.run.roots import check_writable, resolve_root, unreadable_line, write_variant
 from bench.run.store import Store
+from bench.spec.schema import did_you_mean
 from bench.spec.suites import SuiteSpec, expand_jobs, load_suite
+
+EXECUTORS = ("local", "slurm")
+
+
+def parse_seeds(text: str | None) -> tuple[int, ...] | None:
+    """``--seeds 0,1,2``: distinct integers; None when the flag is absent."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",")]
+    try:
+        seeds = tuple(int(t) for t in items)
+    except ValueError:
+        raise BenchError(f"--seeds {text!r}: expected comma-separated integers, e.g. --seeds 0,1,2") from None
+    if len(set(seeds)) != len(seeds):
+        raise BenchError(f"--seeds {text!r} repeats a seed (the same job twice); give each seed once")
+    return seeds
+
+
+def check_run_flags(args: argparse.Namespace, executor: str, cluster: dict | None = None,
+                    where: str = "") -> dict:
+    """Every command-line value of `bench run` / `bench sweep` at load, before data is touched:
+    --threads, --executor, --device (and, locally, that the device exists), --cluster. Returns
+    the --cluster overrides (parsed and checked against the cluster schema)."""
+    from bench.spec.cluster import parse_cluster, parse_cluster_overrides
+
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise BenchError(f"--threads {threads}: must be a positive integer (torch CPU threads per job); "
+                         "leave it out to use all cores")
+    if executor not in EXECUTORS:
+        raise BenchError(f"--executor {executor!r}: unknown executor{did_you_mean(executor, EXECUTORS)}; "
+                         f"known: {', '.join(EXECUTORS)}")
+    check_device(getattr(args, "device", None), local=executor == "local")
+    overrides = parse_cluster_overrides(getattr(args, "cluster", None))
+    if overrides and executor != "slurm":
+        raise BenchError(f"--cluster {args.cluster[0]}: cluster options apply to the slurm executor only; "
+                         "add --executor slurm or drop --cluster")
+    if executor == "slurm":
+        parse_cluster({**(cluster or {}), **overrides}, f"{where}: cluster" if where else "--cluster")
+    return overrides
+
+
+def check_device(device: str | None, local: bool = True) -> None:
+    """--device cpu | cuda | cuda:N (| mps); locally the device must exist on this machine."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise BenchError(f"--device {device!r}: not a device here; use cpu, cuda or cuda:N")
+    if not local:
+        return  # checked on the node
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BenchError(f"--device {device}: no CUDA GPU is visible on this machine; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise BenchError(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s) "
+                         f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise BenchError(f"--device {device}: MPS is not available on this machine; use --device cpu")
 
 
 def select_jobs(args: argparse.Namespace) -> tuple[list[JobSpec], SuiteSpec]:
     suite = load_suite(args.suite, getattr(args, "sets", None) or ())
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+    seeds = parse_seeds(args.seeds)
     data_root = args.data_root or os.environ.get("BENCH_DATA_ROOT")
     jobs = expand_jobs(suite, seeds, data_root)
     if args.methods:
         wanted = {w.strip() for w in args.methods.split(",")}
         unknown = wanted - {j.label for j in jobs} - {j.method for j in jobs}
         if unknown:
-            raise BenchError(f"--methods: {sorted(unknown)[0]!r} is not a row of suite {suite.name!r}; "
-                             f"rows: {', '.join(dict.fromkeys(j.label for j in jobs))}")
+            rows = list(dict.fromkeys(j.label for j in jobs))
+            bad = sorted(unknown)[0]
+            raise BenchError(f"--methods: {bad!r} is not a row of suite {suite.name!r}"
+                             f"{did_you_mean(bad, rows + [j.method for j in jobs])}; rows: {', '.join(rows)}")
         jobs = [j for j in jobs if j.label in wanted or j.method in wanted]
     return jobs, suite
 
 
 def main(args: argparse.Namespace) -> int:
     jobs, suite = select_jobs(args)
-    if (args.executor or suite.executor.get("name", "local")) != "slurm":
+    name = args.executor or suite.executor.get("name", "local")
+    cluster_overrides = check_run_flags(args, name, suite.cluster, suite.source)
+    if name != "slurm":
         from bench.train.precision import check_local_device
 
         check_local_device([j.budget for j in jobs], args.device)
+    args.results = resolve_root(args.results, suite.name)
     store = Store(args.results)
     statuses, _ = job_statuses(jobs, store)
+    corrupt = unreadable_line(statuses, store)
+    if corrupt:
+        print(corrupt)
     rerun_stale = bool(getattr(args, "rerun_stale", False))
     command = _rerun_command(args)
     if args.dry_run:  # reads the store (and the scheduler if jobs were submitted); writes nothing
@@ -57,6 +130,9 @@ def main(args: argparse.Namespace) -> int:
         else:
             print_stale(statuses, command)
         return 0
+    check_writable(store.root / suite.name)
+    if suite.overrides:
+        write_variant(store.root, suite.name, suite.overrides, args.suite)
     from bench.run.distributed import layout_from_env
 
     layout = layout_from_env()  # DDP: every rank must get the same job list, in suite order
@@ -94,12 +170,9 @@ def main(args: argparse.Namespace) -> int:
         _preflight(todo)
     for job in stale + mixed if rerun_stale and rank0 else []:
         store.job_dir(job).set_aside()
-    name = args.executor or suite.executor.get("name", "local")
-    options = {"device": args.device, "threads": args.threads}
+    options = {"device": args.device, "threads": args.threads, "wait": getattr(args, "wait", False)}
     if name == "slurm":
-        from bench.spec.cluster import parse_cluster_overrides
-
-        options = {**suite.cluster, **parse_cluster_overrides(args.cluster), **options}
+        options = {**suite.cluster, **cluster_overrides, "device": args.device, "threads": args.threads}
     summary = get_executor(name, options).submit(todo, store) if todo else {"failed": []}
     if rerun_stale and name != "slurm" and rank0:
         restored = [j for j in stale if store.job_dir(j).restore_aside()]
@@ -108,10 +181,13 @@ def main(args: argparse.Namespace) -> int:
     if name == "slurm":
         print(f"submitted; follow with `bench status --suite {args.suite}`")
         return 0
-    if not args.no_report and args.results == "results" and rank0:
+    if not args.no_report and args.results == "results" and not suite.overrides and rank0:
         from bench.cli import main as cli_main
 
         cli_main(["report", "--results", args.results])
+    if summary.get("skipped"):
+        print(f"{len(summary['skipped'])} job(s) skipped: another process is running them (not failures; "
+              "`bench status` follows them)")
     if summary.get("failed"):
         print(f"{len(summary['failed'])} job(s) failed; re-run the same command to retry them")
         return 1
@@ -120,7 +196,8 @@ def main(args: argparse.Namespace) -> int:
 
 def _rerun_command(args: argparse.Namespace) -> str:
     extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (("results", args.results),)
-                    if v != "results")
+                    if v not in ("results", None))
+    extra += "".join(f" --set {s}" for s in getattr(args, "sets", None) or ())
     return f"bench run --suite {args.suite}{extra} --rerun-stale"
 
 

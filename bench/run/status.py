@@ -94,27 +94,40 @@ def _jobs_for(args: argparse.Namespace) -> list[JobSpec]:
 
     if bool(args.suite) == bool(args.sweep):
         raise BenchError("bench status: give exactly one of --suite NAME or --sweep SPEC")
+    sets = getattr(args, "sets", None) or ()
     if args.sweep:
         from bench.spec.sweeps import expand_sweep, load_sweep
 
-        return expand_sweep(load_sweep(args.sweep))
+        return expand_sweep(load_sweep(args.sweep, sets))
     from bench.spec.suites import expand_jobs, load_suite
 
-    return expand_jobs(load_suite(args.suite))
+    return expand_jobs(load_suite(args.suite, sets))
 
 
 def main(args: argparse.Namespace) -> int:
+    from bench.run.roots import resolve_root, unreadable_line
+
     jobs = _jobs_for(args)
-    statuses, source = job_statuses(jobs, Store(args.results))
-    counts = summarize(statuses)
     name = jobs[0].suite if jobs else "?"
+    args.results = resolve_root(args.results, name)
+    store = Store(args.results)
+    statuses, source = job_statuses(jobs, store)
+    counts = summarize(statuses)
     print(f"{name}: {len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
           + ("" if source in ("squeue+sacct", "store") else f"  (scheduler: {source}; states partly from the store)"))
+    corrupt = unreadable_line(statuses, store)
+    if corrupt:
+        print(corrupt)
+    others = sorted(p.name for p in store.root.glob(f"{name.split('+')[0]}+*") if p.is_dir() and p.name != name)
+    if "+" not in name and others:
+        print(f"also under {store.root}/: {len(others)} --set variant(s) of {name} ({', '.join(others)}), "
+              "counted apart; see them with the same --set")
     if args.verbose:
         for st in statuses:
             print(f"  {st.job.job_id:<22} {st.job.display_name:<24} seed {st.job.seed:<3} {st.state:<10} "
                   f"{st.slurm_job_id} {st.scheduler_state}")
     extra = f" --results {args.results}" if args.results != "results" else ""
+    extra += "".join(f" --set {s}" for s in getattr(args, "sets", None) or ())
     print_stale(statuses, f"bench sweep {args.sweep}{extra} --rerun-stale" if args.sweep
                 else f"bench run --suite {args.suite}{extra} --rerun-stale",
                 limit=len(statuses) if args.verbose else 5)

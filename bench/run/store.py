@@ -405,3 +405,10 @@ class Store:
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and any(p.glob("*/DONE")))
 
+
+    def unreadable(self, suite: str) -> list[Path]:
+        """record.json files of ``suite`` beside a DONE marker that cannot be read (corrupt,
+        truncated): no result, retrained by the next ``bench run``. :meth:`records` skips them;
+        the commands that read records say so (one line)."""
+        return [done.parent / "record.json" for done in sorted((self.root / suite).glob("*/DONE"))
+                if read_record(done.parent / "record.json") is None]

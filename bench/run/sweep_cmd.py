@@ -20,37 +20,31 @@ from pathlib import Path
 
 import methods
 
-from bench.errors import BenchError
 from bench.run.executors import get_executor
-from bench.spec.cluster import parse_cluster, parse_cluster_overrides
+from bench.run.roots import check_writable, resolve_root, unreadable_line, write_variant
+from bench.run.run_suite import check_run_flags, parse_seeds
 from bench.run.status import job_statuses, print_stale, summarize
 from bench.run.store import Store
 from bench.spec.sweeps import expand_sweep, load_sweep
 
-
-def _seeds(text: str | None) -> tuple[int, ...] | None:
-    if not text:
-        return None
-    try:
-        return tuple(int(s) for s in text.split(","))
-    except ValueError:
-        raise BenchError(f"--seeds {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+_seeds = parse_seeds  # (kept for callers of the old name)
 
 
 def _rerun_command(args: argparse.Namespace) -> str:
     extra = f" --results {args.results}" if args.results != "results" else ""
+    extra += "".join(f" --set {s}" for s in getattr(args, "sets", None) or ())
     return f"bench sweep {args.spec}{extra} --rerun-stale"
 
 
 def main(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.spec, getattr(args, "sets", None) or ())
-    jobs = expand_sweep(sweep, _seeds(args.seeds), args.data_root or os.environ.get("BENCH_DATA_ROOT"))
-    store = Store(args.results)
+    jobs = expand_sweep(sweep, parse_seeds(args.seeds), args.data_root or os.environ.get("BENCH_DATA_ROOT"))
     executor_name = args.executor or sweep.executor.get("name", "local")
-    cluster = {**sweep.cluster, **parse_cluster_overrides(args.cluster)}
-    if executor_name == "slurm":
-        parse_cluster(cluster, f"{sweep.source}: cluster")  # bad options fail before anything runs
-    else:
+    # every flag (and the cluster block) checked before anything runs
+    cluster = {**sweep.cluster, **check_run_flags(args, executor_name, sweep.cluster, sweep.source)}
+    args.results = resolve_root(args.results, sweep.name)
+    store = Store(args.results)
+    if executor_name != "slurm":
         from bench.train.precision import check_local_device
 
         check_local_device([j.budget for j in jobs], args.device)
@@ -66,11 +60,17 @@ def main(args: argparse.Namespace) -> int:
         if not getattr(args, "rerun_stale", False):
             print_stale(statuses, _rerun_command(args))
         return 0
+    check_writable(Path(args.results) / sweep.name)
+    if sweep.overrides:
+        write_variant(args.results, sweep.name, sweep.overrides, args.spec)
     lock_path = Path(args.results) / sweep.name / ".submit.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # concurrent `bench sweep`s take turns
         statuses, source = job_statuses(jobs, store)
+        corrupt = unreadable_line(statuses, store)
+        if corrupt:
+            print(corrupt)
         rerun = bool(getattr(args, "rerun_stale", False))
         stale = [st.job for st in statuses if st.state == "stale"]
         mixed = [st.job for st in statuses if st.state == "incomplete" and not st.active
@@ -106,4 +106,6 @@ def main(args: argparse.Namespace) -> int:
               f"logs in {summary['logs']}; follow with: bench status --sweep {args.spec}"
               + (f" --results {args.results}" if args.results != "results" else ""))
         return 0
+    if summary.get("skipped"):
+        print(f"{len(summary['skipped'])} job(s) skipped: another process is running them (not failures)")
     return 1 if summary.get("failed") else 0

@@ -117,6 +117,14 @@ class Bool(Domain):
         return isinstance(v, bool)
 
 
+class Shape(Domain):
+    """A key whose value is checked by its section's own code (a block, a list of rows): the text
+    says what it takes."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
 class Rule(Domain):
     """A domain given by a predicate over (value, section) and its text (may use the section)."""
 
@@ -244,32 +252,37 @@ _CLUSTER_DOCS = {
     "setup": "shell lines run before the job", "max_requeues": "preemptions / timeouts tolerated",
     "signal_delay_s": "USR2 this long before the time limit", "job_name": "Slurm job name",
 }
-CLUSTER: tuple[Key, ...] = tuple(Key(k, v, Domain(), _CLUSTER_DOCS.get(k, "")) for k, v in CLUSTER_DEFAULTS.items())
+_CLUSTER_SHAPES = {"sbatch": "a mapping", "setup": "a list of shell lines", "job_name": "a string",
+                   "partition": "a name or null", "account": "a name or null", "qos": "a name or null",
+                   "mem_gb": "a number or null", "max_requeues": "an integer >= 0",
+                   "gpus_per_node": "an integer >= 0", "signal_delay_s": "an integer >= 0"}
+CLUSTER: tuple[Key, ...] = tuple(Key(k, v, Shape(_CLUSTER_SHAPES.get(k, "an integer >= 1")), _CLUSTER_DOCS.get(k, ""))
+                                 for k, v in CLUSTER_DEFAULTS.items())
 
 NAMED: tuple[Key, ...] = (
-    Key("name", None, Domain(), "the registered name (a bare string means no options)"),
-    Key("options", {}, Domain(), "options of that name (bench list shows them)"),
+    Key("name", None, Shape("a registered name (bench list)"), "a bare string means no options"),
+    Key("options", {}, Shape("a mapping"), "options of that name (bench list shows them)"),
 )
 ROW: tuple[Key, ...] = (
-    Key("method", None, Domain(), "a registered method (bench list)"),
-    Key("hparams", {}, Domain(), "hyperparameter overrides of the method's defaults"),
-    Key("label", "", Domain(), "row label (default: the method name)"),
+    Key("method", None, Shape("a registered method (bench list methods)"), "required"),
+    Key("hparams", {}, Shape("a mapping of the method's hyperparameters"), "overrides of the method's defaults"),
+    Key("label", "", Shape("a string"), "row label (default: the method name)"),
 )
 PROTOCOLS = ("equal-budget", "paper-recipe")
 TOP: tuple[Key, ...] = (
-    Key("name", None, Domain(), "the file name's stem (results go to results/<name>/)"),
-    Key("description", "", Domain(), "one line for bench list"),
-    Key("dataset", None, Domain(), "required: {name, options} (section dataset)"),
-    Key("backbone", "smallcnn", Domain(), "{name, options} (section backbone)"),
-    Key("budget", {}, Domain(), "section budget"),
-    Key("optimizer", {}, Domain(), "section optimizer"),
+    Key("name", None, Shape("the file name's stem"), "results go to results/<name>/ (absent: the stem)"),
+    Key("description", "", Shape("a string"), "one line for bench list"),
+    Key("dataset", None, Shape("a name or {name, options}"), "required (section dataset)"),
+    Key("backbone", "smallcnn", Shape("smallcnn or a timm model name, or {name, options}"), "section backbone"),
+    Key("budget", {}, Shape("a mapping"), "section budget"),
+    Key("optimizer", {}, Shape("a mapping"), "section optimizer"),
     Key("protocol", "equal-budget", Choice(PROTOCOLS), "equal-budget: one budget for all; paper-recipe: each paper's"),
-    Key("evaluation", {}, Domain(), "section evaluation"),
-    Key("seeds", [0], Domain(), "non-empty list of distinct integers"),
-    Key("methods", None, Domain(), "required: list of method rows (section methods)"),
-    Key("executor", {}, Domain(), "{name: local | slurm}"),
-    Key("cluster", {}, Domain(), "section cluster (slurm executor)"),
-    Key("notes", None, Domain(), "free text"),
+    Key("evaluation", {}, Shape("a mapping"), "section evaluation"),
+    Key("seeds", [0], Shape("a non-empty list of distinct integers"), "one job per row and seed"),
+    Key("methods", None, Shape("a non-empty list of rows"), "required (section methods)"),
+    Key("executor", {}, Shape("{name: local} or {name: slurm}"), "where jobs run (--executor overrides)"),
+    Key("cluster", {}, Shape("a mapping"), "section cluster (slurm executor only)"),
+    Key("notes", None, Shape("any text"), "free text"),
 )
 
 #: section name -> its keys; the order of docs/suite-keys.md.
@@ -313,7 +326,7 @@ def _default_text(value: Any) -> str:
 
 def keys_markdown() -> str:
     """docs/suite-keys.md: every section's keys, defaults, domains and docs (`bench list --keys`)."""
-    out = ["# Suite keys", "", "Generated from bench/spec/schema.py by `bench list --keys --format md` "
+    out = ["# Suite keys", "", "Generated from bench/spec/schema.py by `bench list keys --format md` "
            "(a test keeps this page current). Runtime keys' defaults are declared in "
            "bench/train/settings.py. Sweep files take the same sections (their values override the "
            "base suite's) plus `suite:`, `search:` (see bench/spec/sweeps.py).", ""]
