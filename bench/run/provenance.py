@@ -88,6 +88,7 @@ EXCLUDED: dict[str, str] = {
     "bench/spec/suites.py": "YAML -> JobSpec; what it decides is in the job id",
     "bench/spec/sweeps.py": "sweep YAML -> JobSpecs; what it decides is in the job id",
     "bench/spec/jobs.py": "the JobSpec and its id; what a job computes is in the id",
+    "bench/spec/protocol.py": "what equal budget shares; its effect is budget.stage_recipe, in the job id",
     # bookkeeping around a record, not its numbers
     "bench/run/store.py": "writes the runner's record and predictions byte for byte; job states",
     "bench/run/provenance.py": "describes the run (commit, machine, this fingerprint)",

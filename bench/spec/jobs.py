@@ -35,7 +35,8 @@ DERIVED_KEYS: dict[str, tuple[str, ...]] = {
 NEUTRAL_DEFAULTS: dict[str, dict[str, Any]] = {
     # before bench/train/: fp32, no EMA, one micro-batch per step; a job that finished then had
     # no non-finite step, so any bound computes what it computed
-    "budget": {k: RUNTIME_DEFAULTS[k] for k in SEMANTIC_KEYS},
+    # before issue #20 a contrastive stage took the suite's augmentation and backbone scale
+    "budget": {**{k: RUNTIME_DEFAULTS[k] for k in SEMANTIC_KEYS}, "contrastive_recipe": "shared"},
 }
 
 

@@ -35,6 +35,10 @@ BUDGET_DEFAULTS: dict[str, Any] = {
     "epochs": 6, "batch_size": 64, "resolution": 48, "train_images": None,
     "augmentation": "shift", "normalize": "none", "eval_batch_size": 256,
     "stage_split": None,  # None: each two-stage method's own default split
+    # A contrastive stage under equal budget (bench.spec.protocol): "method" = its method's own
+    # recipe for that stage (ProbMCL: RandAugment views, one lr for the whole network, as the
+    # paper); "shared" = the suite's augmentation and backbone_lr_scale there too (before #20).
+    "contrastive_recipe": "method",
     **RUNTIME_DEFAULTS,  # precision, ema, accumulate, workers, ... (bench/train/settings.py)
 }
 OPTIMIZER_DEFAULTS: dict[str, Any] = {
@@ -454,6 +458,9 @@ def check_budget(where: str, budget: Mapping[str, Any]) -> None:
     _need_int(where, "budget.train_images", budget["train_images"], 1, none_ok=True)
     _need_choice(where, "budget.augmentation", budget["augmentation"], AUGMENTATIONS)
     _need_choice(where, "budget.normalize", budget["normalize"], NORMALIZATIONS)
+    from bench.spec.protocol import CONTRASTIVE_RECIPES
+
+    _need_choice(where, "budget.contrastive_recipe", budget["contrastive_recipe"], CONTRASTIVE_RECIPES)
     split = budget["stage_split"]
     if split is not None and (not isinstance(split, (list, tuple)) or not split
                               or not all(_is_int(e) and e >= 0 for e in split)
@@ -614,7 +621,9 @@ def recipe_budget(suite: SuiteSpec, method: str) -> tuple[dict[str, Any], dict[s
             optimizer["weight_decay_mode"] = None  # SGD recipes (CSRA, ML-GCN) stay coupled
     optimizer["name"], optimizer["weight_decay_mode"] = effective_optimizer(
         optimizer["name"], optimizer.get("weight_decay_mode"))
-    return budget, optimizer
+    from bench.spec.protocol import contrastive_stage
+
+    return contrastive_stage(budget, suite.protocol, method, method_stages(method)), optimizer
 
 
 def weights_identity(backbone: Mapping[str, Any]) -> Mapping[str, Any]:
