@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from bench.evaluate import stats
+from bench.evaluate import convergence, stats
 from bench.run.store import Store, staleness
 
 #: Datasets at paper scale; everything else (the embedded mosaics) is reported as CPU scale.
@@ -62,9 +62,9 @@ def chance_margin(chance: float) -> float:
 ALL_POSITIVE_CR = 99.0
 ALL_NEGATIVE_CR = 1.0
 SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
-#: A run converged when its validation mAP gained less than this over the last 25 % of the
-#: selection stage's epochs (the runner's rule, record["convergence"]).
-CONVERGED_GAIN = 0.5
+#: A run converged when every stage passes bench.evaluate.convergence's rule (recomputed from the
+#: record's history whenever a record is read; the stored record["convergence"] is never trusted).
+CONVERGED_GAIN = convergence.MAX_LAST_QUARTER_GAIN
 #: Marks a row with at least one stale record (made by other code than the current).
 STALE_MARK = "†"
 
@@ -105,6 +105,10 @@ class Health:
     stale: str  # '' = made by the current code
     #: all predictions positive / negative at 0.5: the 0.5-threshold metrics say nothing
     degenerate_at_threshold: tuple[str, ...] = ()
+    #: stages before the selection stage that did not converge ('contrastive: loss drop 11.7 %')
+    earlier_not_converged: tuple[str, ...] = ()
+    #: bench.evaluate.convergence.assess(record), recomputed from the history
+    assessment: Mapping[str, Any] | None = None
 
     @property
     def is_failed(self) -> bool:
@@ -285,10 +289,19 @@ class ReportData:
             degenerate.append(f"predictions all positive at 0.5 (CR {cr:.1f}, CP {fmt(cp)} ~ prevalence)")
         elif cr is not None and cr <= ALL_NEGATIVE_CR:
             degenerate.append(f"predictions all negative at 0.5 (CR {cr:.1f})")
-        conv = record.get("convergence")
-        gain = conv.get("last_quarter_gain") if isinstance(conv, Mapping) else None
-        not_converged = isinstance(conv, Mapping) and conv.get("converged") is False
-        result = Health(tuple(failed), not_converged, gain, chance, staleness(record), tuple(degenerate))
+        gain, not_converged, earlier, assessment = None, False, (), None
+        if record.get("history"):  # recomputed from the history, never the stored verdict
+            assessment = convergence.assess(record)
+            sel = assessment["selection"]
+            gain = None if sel is None else sel["value"]
+            not_converged = sel is not None and not sel["converged"]
+            earlier = tuple(convergence.describe(s) for s in assessment["earlier"] if not s["converged"])
+        else:  # hand-made records without a history: the stored figures are all there is
+            conv = record.get("convergence")
+            gain = conv.get("last_quarter_gain") if isinstance(conv, Mapping) else None
+            not_converged = isinstance(conv, Mapping) and conv.get("converged") is False
+        result = Health(tuple(failed), not_converged, gain, chance, staleness(record), tuple(degenerate),
+                        earlier, assessment)
         self._health[key] = result
         return result
 
@@ -340,7 +353,7 @@ class ReportData:
         return None
 
     def predictions(self, suite: str, record: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
-        path = self.root / suite / record["job_id"] / "predictions.npz"
+        path = self.root / self._suite_of.get(record["job_id"], suite) / record["job_id"] / "predictions.npz"
         if not path.is_file():
             return None
         with np.load(path) as npz:
@@ -355,6 +368,13 @@ class ReportData:
         seeds = tuple(sorted(set(by_a) & set(by_b)))
         if not seeds:
             return None
+        key = (suite, tuple(by_a[s]["job_id"] for s in seeds), tuple(by_b[s]["job_id"] for s in seeds))
+        cache = self.__dict__.setdefault("_paired_cache", {})
+        if key not in cache:
+            cache[key] = self._paired(suite, seeds, by_a, by_b)
+        return cache[key]
+
+    def _paired(self, suite: str, seeds: tuple[int, ...], by_a: Mapping[int, Any], by_b: Mapping[int, Any]):
         paired = stats.paired_t([test_metric(by_a[s]) for s in seeds], [test_metric(by_b[s]) for s in seeds])
         preds_a = [self.predictions(suite, by_a[s]) for s in seeds]
         preds_b = [self.predictions(suite, by_b[s]) for s in seeds]

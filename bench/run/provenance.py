@@ -97,6 +97,9 @@ EXCLUDED: dict[str, str] = {
     "bench/cost/timing.py": "`bench cost --timing`",
     "bench/cost/command.py": "`bench cost`: prints and writes cost records",
     "bench/report/checks.py": "the ledger's rules and checks over finished records",
+    "bench/report/checks_rows.py": "the ledger's mAP checks over finished records",
+    "bench/report/checks_costs.py": "the ledger's cost and timing checks over finished records and cost records",
+    "bench/report/stage1.py": "renders the ProbMCL stage-1 budget section from records",
     "bench/spec/cluster.py": "the cluster block: where a job runs, never what it computes",
     # a verdict over a record's own curves, recomputed from its history whenever it is read
     "bench/evaluate/convergence.py": "convergence verdicts from a record's history (recomputed when read)",
