@@ -386,7 +386,6 @@ def check_backbone(where: str, backbone: Mapping[str, Any], resolution: Any) -> 
     if weights == "none" and name == "smallcnn":
         raise SpecError(f"{where}: backbone.options.weights=none is for timm backbones; smallcnn without "
                         "weights: remove the key")
-    check_declared(where, name, options)  # a timm backbone says imagenet, a file, or none
     if weights == "in-domain" and name != "smallcnn":
         raise SpecError(f"{where}: backbone.options.weights=in-domain is made for smallcnn only, not {name!r}")
     if name == "smallcnn":
@@ -404,6 +403,7 @@ def check_backbone(where: str, backbone: Mapping[str, Any], resolution: Any) -> 
         if not timm.is_model(name):
             raise SpecError(f"{where}: unknown backbone {name!r}: neither 'smallcnn' nor a timm model "
                             "name (timm.list_models() lists them)")
+    check_declared(where, name, options)  # a timm backbone says imagenet, a file, or none
     low = min_resolution(name)
     if not _is_int(resolution) or resolution < low:
         raise SpecError(f"{where}: budget.resolution={resolution!r} must be an integer >= {low} "
