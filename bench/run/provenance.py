@@ -87,6 +87,8 @@ EXCLUDED: dict[str, str] = {
     # a job's identity: every effect passes through the job's semantic fields (the job id)
     "bench/spec/suites.py": "YAML -> JobSpec; what it decides is in the job id",
     "bench/spec/sweeps.py": "sweep YAML -> JobSpecs; what it decides is in the job id",
+    "bench/spec/weights.py": "decides which weights file a job loads; the file's sha256 is in the job id",
+    "bench/spec/weights_cmd.py": "`bench weights`: lists, fetches and verifies weights files",
     "bench/spec/jobs.py": "the JobSpec and its id; what a job computes is in the id",
     "bench/spec/protocol.py": "what equal budget shares; its effect is budget.stage_recipe, in the job id",
     # bookkeeping around a record, not its numbers

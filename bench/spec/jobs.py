@@ -41,8 +41,14 @@ NEUTRAL_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def identity_fields(semantic: Mapping[str, Any]) -> dict[str, Any]:
-    """The semantic fields as hashed: DERIVED_KEYS dropped, NEUTRAL_DEFAULTS at their value dropped."""
+    """The semantic fields as hashed: DERIVED_KEYS dropped, NEUTRAL_DEFAULTS at their value dropped,
+    and a registry-resolved backbone's ``pretrained_path`` (the machine's cache path): its weights
+    block (tag, source) and ``weights_sha256`` identify the file (bench/spec/weights.py)."""
     out = dict(semantic)
+    backbone = out.get("backbone")
+    if isinstance(backbone, Mapping) and isinstance(backbone.get("weights"), Mapping):
+        options = {k: v for k, v in dict(backbone.get("options") or {}).items() if k != "pretrained_path"}
+        out["backbone"] = {**backbone, "options": options}
     for section in set(DERIVED_KEYS) | set(NEUTRAL_DEFAULTS):
         if isinstance(out.get(section), Mapping):
             neutral = NEUTRAL_DEFAULTS.get(section, {})

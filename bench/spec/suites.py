@@ -382,9 +382,14 @@ def check_backbone(where: str, backbone: Mapping[str, Any], resolution: Any) -> 
     weights = options.get("weights")
     if weights is not None and not isinstance(weights, str):
         raise SpecError(f"{where}: backbone.options.weights={weights!r} must be imagenet, in-domain or a file path")
-    if weights == "imagenet" and name not in NAMED_WEIGHTS:
-        raise SpecError(f"{where}: backbone.options.weights=imagenet: no offline ImageNet weights for {name!r} "
-                        f"(known: {', '.join(NAMED_WEIGHTS)}); give a local file path instead")
+    from bench.spec.weights import REGISTRY, check_declared
+
+    if weights == "imagenet" and name not in NAMED_WEIGHTS and name not in REGISTRY:
+        raise SpecError(f"{where}: backbone.options.weights=imagenet: no ImageNet weights known for {name!r} "
+                        f"(known: {', '.join([*NAMED_WEIGHTS, *REGISTRY])}); give a local file path instead")
+    if weights == "none" and name == "smallcnn":
+        raise SpecError(f"{where}: backbone.options.weights=none is for timm backbones; smallcnn without "
+                        "weights: remove the key")
     if weights == "in-domain" and name != "smallcnn":
         raise SpecError(f"{where}: backbone.options.weights=in-domain is made for smallcnn only, not {name!r}")
     if name == "smallcnn":
@@ -402,6 +407,7 @@ def check_backbone(where: str, backbone: Mapping[str, Any], resolution: Any) -> 
         if not timm.is_model(name):
             raise SpecError(f"{where}: unknown backbone {name!r}: neither 'smallcnn' nor a timm model "
                             "name (timm.list_models() lists them)")
+    check_declared(where, name, options)  # a timm backbone says imagenet, a file, or none
     low = min_resolution(name)
     if not _is_int(resolution) or resolution < low:
         raise SpecError(f"{where}: budget.resolution={resolution!r} must be an integer >= {low} "
@@ -626,13 +632,19 @@ def recipe_budget(suite: SuiteSpec, method: str) -> tuple[dict[str, Any], dict[s
     return contrastive_stage(budget, suite.protocol, method, method_stages(method)), optimizer
 
 
-def weights_identity(backbone: Mapping[str, Any]) -> Mapping[str, Any]:
+def weights_identity(backbone: Mapping[str, Any], where: str = "suite") -> Mapping[str, Any]:
     """The backbone block with the weights file's sha256 in its options, so the job id changes
     when the weights do: the registry's fixed sha256 for ``weights: imagenet``, the file's own
     for a local path (checked again when the weights load). ``in-domain`` weights are identified
-    by their recipe in the code fingerprint (bench/run/pretrain.py)."""
+    by their recipe in the code fingerprint (bench/run/pretrain.py). ``weights: imagenet`` of a
+    timm backbone (bench.spec.weights.REGISTRY) resolves to the cached hub file, its sha256, tag
+    and source; ``weights: none`` is removed (from scratch)."""
     options = dict(backbone.get("options") or {})
     weights = options.get("weights") or options.get("pretrained_path")
+    from bench.spec.weights import REGISTRY, resolve_backbone
+
+    if weights in ("imagenet", "none") and (weights == "none" or backbone["name"] in REGISTRY):
+        return resolve_backbone(backbone, where)  # the timm hub file in the local cache (or none)
     if not weights or weights == "in-domain" or options.get("weights_sha256"):
         return backbone
     from methods.backbones import NAMED_WEIGHTS, file_sha256
@@ -648,7 +660,7 @@ def expand_jobs(suite: SuiteSpec, seeds: tuple[int, ...] | None = None,
                 data_root: str | None = None) -> list[JobSpec]:
     """One JobSpec per (row, seed), rows in suite order, seeds inner."""
     jobs = []
-    backbone = weights_identity(suite.backbone)
+    backbone = weights_identity(suite.backbone, suite.source or suite.name)
     for row in suite.rows:
         budget, optimizer = recipe_budget(suite, row.method)
         for seed in seeds or suite.seeds:

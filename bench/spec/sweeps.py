@@ -36,7 +36,7 @@ import methods
 from bench.spec.jobs import JobSpec
 from bench.spec.suites import (BUDGET_DEFAULTS, EVALUATION_DEFAULTS, OPTIMIZER_DEFAULTS, SUITES_DIR,
                           SpecError, SuiteSpec, _merge, _named, check_finite, load_suite, read_spec_file,
-                          recipe_budget, validate_suite)
+                          recipe_budget, validate_suite, weights_identity)
 
 TOP_KEYS = {"name", "description", "suite", "seeds", "search", "dataset", "backbone", "budget",
             "optimizer", "evaluation", "executor", "cluster", "notes"}
@@ -237,13 +237,14 @@ def expand_sweep(sweep: SweepSpec, seeds: tuple[int, ...] | None = None,
     """One JobSpec per (entry, hparam set, seed), in file order, seeds inner; duplicates dropped."""
     jobs: dict[str, JobSpec] = {}
     base = sweep.base
+    backbone = weights_identity(base.backbone, sweep.source)  # as a suite's jobs: same ids
     for entry in sweep.entries:
         budget, optimizer = recipe_budget(_entry_suite(base, entry), entry.method)
         for hp in entry.hparam_sets:
             label = _label(entry, hp)
             for seed in seeds or sweep.seeds:
                 job = JobSpec(method=entry.method, hparams=dict(hp), dataset=base.dataset,
-                              backbone=base.backbone, budget=budget, optimizer=optimizer,
+                              backbone=backbone, budget=budget, optimizer=optimizer,
                               protocol=base.protocol, evaluation=base.evaluation, seed=int(seed),
                               label=label, suite=sweep.name, data_root=data_root)
                 jobs.setdefault(job.job_id, job)
