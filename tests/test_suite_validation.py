@@ -275,9 +275,9 @@ def test_apply_sets_does_not_touch_its_input():
     ("cluster.time_min=0", "time_min"), ("cluster.partitionn=gpu", "unknown cluster option"),
 ])
 def test_executor_and_cluster_checked_at_load(tmp_path, item, needle):
-    from bench.errors import USER_ERRORS
+    from bench.cli import user_errors
 
-    with pytest.raises(USER_ERRORS, match=needle):
+    with pytest.raises(user_errors(), match=needle):
         load_suite(str(tiny_suite(tmp_path)), [item])
 
 
