@@ -71,7 +71,7 @@ def _write(root: Path, rel: str, text: str) -> None:
 
 
 LOSS = '''"""Losses."""
-from methods.base import HparamError  # the project's import path is blanked
+from methods.base import HparamError as Err  # the project's import path is blanked
 
 
 def bce(x, y, scale=1.0):
@@ -102,7 +102,7 @@ def test_fingerprint_ignores_layout_comments_docstrings_and_import_paths(tmp_pat
     _write(root, "methods/core/helpers.py", "@staticmethod" + tail)
     assert provenance.code_fingerprint(root) == base
     # any change to a statement, a default, a decorator or an imported NAME counts
-    for edit in (("scale=1.0", "scale=2.0"), ("(x - y)", "(y - x)"), ("HparamError", "DataError")):
+    for edit in (("scale=1.0", "scale=2.0"), ("(x - y)", "(y - x)"), ("HparamError as Err", "DataError as Err")):
         _write(root, "methods/core/losses.py", head.replace(*edit))
         assert provenance.code_fingerprint(root) != base, edit
     _write(root, "methods/core/losses.py", head)
@@ -350,10 +350,10 @@ def test_a_job_resumed_across_a_code_change_is_stale(tmp_path, monkeypatch):
 
     jd = JobDir(tmp_path, "s", "m")
     job = expand_jobs(load_suite("smoke"))[0]
-    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda: "a" * 16)
+    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda *a: "a" * 16)
     jd.write_job(job)
     jd.checkpoint_file.write_bytes(b"epoch 1")  # killed after epoch 1
-    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda: "b" * 16)
+    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda *a: "b" * 16)
     assert jd.describe()[0] == "incomplete" and "started by other code" in jd.describe()[1]
     assert jd.started_by_other_code()
     jd.write_job(job)  # the resume
@@ -366,9 +366,9 @@ def test_a_job_resumed_across_a_code_change_is_stale(tmp_path, monkeypatch):
     assert not jd.code_file.exists()
     # a fresh start (no checkpoint) after a failed attempt by other code is not mixed
     jd2 = JobDir(tmp_path, "s", "f")
-    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda: "a" * 16)
+    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda *a: "a" * 16)
     jd2.write_job(job)
-    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda: "b" * 16)
+    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda *a: "b" * 16)
     jd2.write_job(job)
     assert jd2.attempt_fingerprints() == ["b" * 16]
 

@@ -466,7 +466,7 @@ def check_budget(where: str, budget: Mapping[str, Any]) -> None:
     _need_choice(where, "budget.normalize", budget["normalize"], NORMALIZATIONS)
     from bench.spec.protocol import CONTRASTIVE_RECIPES
 
-    _need_choice(where, "budget.contrastive_recipe", budget["contrastive_recipe"], CONTRASTIVE_RECIPES)
+    _need_choice(where, "budget.contrastive_recipe", budget.get("contrastive_recipe", "method"), CONTRASTIVE_RECIPES)
     split = budget["stage_split"]
     if split is not None and (not isinstance(split, (list, tuple)) or not split
                               or not all(_is_int(e) and e >= 0 for e in split)
