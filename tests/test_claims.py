@@ -386,7 +386,7 @@ def test_report_tables_thresholds_tdrg_stage1_and_orphans(report_text):
     t1 = text[text.index("### ProbMCL Table 1"):text.index("### ProbMCL Table 3")]
     assert "asl (ours, val-tuned threshold" in t1 and "inference threshold of 0.5" in t1
     s1 = text[text.index("## ProbMCL: stage-1 budget"):text.index("## The papers' tables")]
-    assert "probmcl (`default`) — reference, equal budget | 13 | 20 | 53.0" in s1
+    assert "probmcl (`default`) — reference, equal budget | 13 | 20 | 49.3 ± 0.24 (sd, 3 seeds)" in s1
     assert "bench sweep sweeps/ablation-probmcl-stage1-cpu.yaml" in s1 or "stage1=" in s1
     assert "inconclusive (underpowered): " in text[text.index("Counts:"):]
 

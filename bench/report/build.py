@@ -357,6 +357,12 @@ def render(results: str | Path, output: str | Path, figures_dir: Path | None = N
     stale = stale_line(data)
     if stale:
         lines += [stale, ""]
+    if data.other_configurations:
+        lines += ["**Records of other configurations, not used:** " + "; ".join(
+            f"`results/{s}/`: {len(ids)} ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})"
+            for s, ids in sorted(data.other_configurations.items()))
+            + " -- made by a configuration the committed suite file no longer produces; never mixed "
+              "into its rows.", ""]
     lines += _methods_section(data, MAIN_SUITE)
     for suite in FINE_TUNING_SUITES:  # the same rows fine-tuned from real ImageNet weights
         if suite in data.suites:

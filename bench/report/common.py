@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from bench.evaluate import convergence, stats
+from bench.report.configurations import one_configuration_per_label
 from bench.run.store import Store, staleness
 
 #: Datasets at paper scale; everything else (the embedded mosaics) is reported as CPU scale.
@@ -239,14 +240,22 @@ class Curve:
 
 
 class ReportData:
-    """All suites' finished records under ``root`` plus the cost records."""
+    """The finished records of every suite under ``root`` that its committed spec produces
+    (records of other configurations are set aside in ``other_configurations``), plus the cost
+    records."""
 
     def __init__(self, root: str | Path, bootstrap_resamples: int = stats.BOOTSTRAP_RESAMPLES) -> None:
         self.root = Path(root)
         self.store = Store(self.root)
         self.resamples = bootstrap_resamples
-        self.suites: dict[str, list[dict[str, Any]]] = {
-            s: self.store.records(s) for s in self.store.suites()}
+        #: records under a suite's folder that its committed spec no longer produces (another
+        #: configuration, e.g. a job id from before a default changed): never mixed into its rows
+        self.other_configurations: dict[str, list[str]] = {}
+        self.suites: dict[str, list[dict[str, Any]]] = {}
+        for suite in self.store.suites():
+            self.suites[suite], other = one_configuration_per_label(suite, self.store.records(suite))
+            if other:
+                self.other_configurations[suite] = other
         self._comparisons: dict[tuple[str, str, str], Comparison] = {}
         self._suite_of = {r["job_id"]: s for s, recs in self.suites.items() for r in recs}
         self._health: dict[str, Health] = {}

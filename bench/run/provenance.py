@@ -66,6 +66,7 @@ EXCLUDED: dict[str, str] = {
     # read records and render; never write one
     "bench/report/build.py": "renders REPORT.md from records",
     "bench/report/common.py": "reads records for the report",
+    "bench/report/configurations.py": "groups finished records by configuration for the report",
     "bench/report/tables.py": "renders tables from records",
     "bench/report/plots.py": "renders figures from records",
     "bench/report/claims.py": "assembles the claims ledger from records",
