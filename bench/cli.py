@@ -140,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     cost.set_defaults(func=_cmd("bench.cost.command:main"))
 
+    wt = sub.add_parser("weights", help="pretrained weights the suites need: list (present/missing, "
+                        "sha256), fetch (the only command that uses the network), verify")
+    wt.add_argument("action", choices=("list", "fetch", "verify"))
+    wt.add_argument("names", nargs="*", help="timm tags or backbone names (default: every tag the suites need)")
+    wt.add_argument("--suite", action="append", default=[], help="only this suite's or sweep's (repeatable)")
+    wt.add_argument("--force", action="store_true", help="fetch: download again even if cached")
+    wt.set_defaults(func=_cmd("bench.spec.weights_cmd:main"))
+
     return p
 
 

@@ -38,3 +38,22 @@ def slurm_cluster():
             os.environ.pop("SLURM_CONF", None)
         else:
             os.environ["SLURM_CONF"] = previous
+
+
+@pytest.fixture
+def paper_weights_cache(tmp_path, monkeypatch):
+    """A local Hugging Face cache holding a placeholder file for every tag of
+    bench.spec.weights.REGISTRY: enough to resolve `weights: imagenet` at suite load (not to load it)."""
+    import huggingface_hub.constants
+
+    from bench.spec.weights import REGISTRY, hub_location
+    from helpers import fake_hub_cache
+
+    root = tmp_path / "hf-hub"
+    files = {}
+    for entry in REGISTRY.values():
+        repo, filename = hub_location(entry["tag"])
+        files[repo] = {filename: f"placeholder for {entry['tag']}".encode()}
+    fake_hub_cache(root, files)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
+    return root

@@ -35,3 +35,25 @@ def run_bench(*args: str, cwd: Path | None = None, timeout: int = 300) -> subpro
            "BENCH_CACHE_DIR": str(Path(cwd or REPO) / ".cache" / "data")}
     return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd or REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def fake_hub_cache(root: Path, files: dict[str, dict[str, bytes]], revision: str = "a" * 40) -> Path:
+    """A huggingface_hub cache laid out as the library writes it: models--ORG--NAME/blobs/<sha256>,
+    snapshots/<revision>/<file> -> ../../blobs/<sha256> (a relative symlink), refs/main."""
+    import hashlib
+
+    for repo_id, content in files.items():
+        repo = Path(root) / ("models--" + repo_id.replace("/", "--"))
+        (repo / "blobs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / "main").write_text(revision)
+        snap = repo / "snapshots" / revision
+        snap.mkdir(parents=True, exist_ok=True)
+        for filename, data in content.items():
+            sha = hashlib.sha256(data).hexdigest()
+            (repo / "blobs" / sha).write_bytes(data)
+            link = snap / filename
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(Path("..") / ".." / "blobs" / sha)
+    return Path(root)

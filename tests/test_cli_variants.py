@@ -87,9 +87,11 @@ def test_report_reads_neither_variant_folders_nor_a_second_configuration(tmp_pat
     _copy_record(src, tmp_path, "default+1234abcd")
     data = ReportData(tmp_path)
     assert "default+1234abcd" not in data.suites and data.variants == ["default+1234abcd"]
+    # the committed suite's own configuration keeps the row; the other is set aside and listed
     labels = data.labels("default")
-    assert len(labels) == 2 and any("[config " in label for label in labels)
-    assert all(len(data.runs("default", label)) == 1 for label in labels)
+    assert len(labels) == 1 and len(data.runs("default", labels[0])) == 1
+    assert data.runs("default", labels[0])[0]["job_id"] == src.name
+    assert len(data.other_configurations["default"]) == 1
 
 
 def test_base_and_set_runs_show_as_two_configurations(tmp_path):

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import methods
+from bench.cost import command as cost_command
 from bench.cost import count as cost
 from bench.cost.count import CostConfig, configs_for, cost_rows, count, synthetic_targets
 
@@ -101,7 +102,7 @@ def test_unknown_backbone_is_an_error_row_and_the_others_still_come(monkeypatch,
     monkeypatch.setitem(cost.COST_CONFIGS, "test-table", lambda: table)
     args = argparse.Namespace(suite="test-table", format="json", results=str(tmp_path), no_save=False,
                               timing=False, timing_batch=2, timing_reps=1, quiet=True)
-    assert cost.main(args) == 1
+    assert cost_command.main(args) == 1
     out, err = capsys.readouterr()
     rows = json.loads(out)
     assert [r["mode"] for r in rows] == ["error", "error", "inference"]
@@ -111,7 +112,7 @@ def test_unknown_backbone_is_an_error_row_and_the_others_still_come(monkeypatch,
     stored = json.loads((tmp_path / "cost" / "test-table.json").read_text())
     assert stored["rows"] == rows and "fvcore" in stored["provenance"]["packages"]
     # deterministic: a second run gives the same rows
-    assert cost.main(args) == 1
+    assert cost_command.main(args) == 1
     assert json.loads(capsys.readouterr().out) == rows
 
 

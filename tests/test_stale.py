@@ -7,15 +7,14 @@ import argparse
 import fcntl
 import json
 import os
+import subprocess
 from pathlib import Path
 
+import pytest
 
+import methods
 from bench.run import provenance
-
-
 from bench.run import run_suite
-
-
 from bench.run import status
 from bench.run.store import STATES, JobDir, Store, staleness
 from bench.spec.suites import expand_jobs, load_suite
@@ -61,8 +60,86 @@ def test_fingerprint_hashes_contents_of_result_code_only(tmp_path):
     (root / "bench/new_piece.py").write_text("x = 1\n")
     assert provenance.code_fingerprint(root) != base
     (root / "bench/new_piece.py").unlink()
+    # scheme 2 hashes the code, not the layout: a rename or a move changes nothing
     (root / "methods/losses.py").rename(root / "methods/loss.py")
+    assert provenance.code_fingerprint(root) == base
+
+
+def _write(root: Path, rel: str, text: str) -> None:
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_text(text)
+
+
+LOSS = '''"""Losses."""
+from methods.base import HparamError as Err  # the project's import path is blanked
+
+
+def bce(x, y, scale=1.0):
+    """Binary cross-entropy."""
+    # a comment
+    return scale * (x - y)
+
+
+@staticmethod
+def helper():
+    return 2
+'''
+
+
+def test_fingerprint_ignores_layout_comments_docstrings_and_import_paths(tmp_path):
+    root = tmp_path / "repo"
+    _write(root, "methods/losses.py", LOSS)
+    base = provenance.code_fingerprint(root)
+    # moved to a package, import path rewritten, docstrings and comments reworded
+    (root / "methods/losses.py").unlink()
+    moved = (LOSS.replace("from methods.base import", "from methods.core.base import")
+             .replace('"""Binary cross-entropy."""', '"""BCE, (B, C) -> scalar."""').replace("# a comment", "# other"))
+    _write(root, "methods/core/losses.py", moved)
+    assert provenance.code_fingerprint(root) == base
+    # split in two files: the same statements, so the same fingerprint
+    head, _, tail = moved.partition("@staticmethod")
+    _write(root, "methods/core/losses.py", head)
+    _write(root, "methods/core/helpers.py", "@staticmethod" + tail)
+    assert provenance.code_fingerprint(root) == base
+    # any change to a statement, a default, a decorator or an imported NAME counts
+    for edit in (("scale=1.0", "scale=2.0"), ("(x - y)", "(y - x)"), ("HparamError as Err", "DataError as Err")):
+        _write(root, "methods/core/losses.py", head.replace(*edit))
+        assert provenance.code_fingerprint(root) != base, edit
+    _write(root, "methods/core/losses.py", head)
+    _write(root, "methods/core/helpers.py", "@classmethod" + tail)
     assert provenance.code_fingerprint(root) != base
+
+
+def test_a_method_module_counts_only_for_its_own_records():
+    fps = provenance.code_fingerprints(REPO)
+    assert set(fps) == {"*", *methods.names()} and len(set(fps.values())) == len(fps)
+    scoped = provenance.method_modules(REPO)
+    assert scoped["asl"] == {"methods/asl.py"}
+    assert "methods/asl.py" in scoped["probmcl"]  # ProbMCL's probe uses ASL's defaults
+    units, _ = provenance.code_units((REPO / "methods/probmcl.py").read_text())
+    assert units  # the scoped file has statements of its own
+
+
+def test_legacy_table_is_what_its_commit_computes():
+    """LEGACY maps scheme-1 fingerprints to scheme-2 values computed from the commit's own tree."""
+    for v1, entry in provenance.LEGACY.items():
+        commit = str(entry["commit"])
+        have = subprocess.run(["git", "cat-file", "-e", commit + "^{commit}"], cwd=REPO, capture_output=True)
+        if have.returncode != 0:
+            pytest.skip(f"commit {commit} is not in this clone (shallow?)")
+        assert provenance.legacy_entry(commit) == (v1, entry)
+
+
+def test_committed_records_are_current():
+    """Every record under results/ is current for its method (scheme 2, or scheme 1 via LEGACY)."""
+    from bench.run.store import read_record, staleness
+
+    stale = {}
+    for path in sorted((REPO / "results").glob("*/*/record.json")):
+        why = staleness(read_record(path))
+        if why:
+            stale[str(path.relative_to(REPO))] = why
+    assert not stale, f"{len(stale)} stale records, e.g. {next(iter(stale.items()))}"
 
 
 def test_every_excluded_module_exists_and_runner_code_is_included():
@@ -273,10 +350,10 @@ def test_a_job_resumed_across_a_code_change_is_stale(tmp_path, monkeypatch):
 
     jd = JobDir(tmp_path, "s", "m")
     job = expand_jobs(load_suite("smoke"))[0]
-    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda: "a" * 16)
+    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda *a: "a" * 16)
     jd.write_job(job)
     jd.checkpoint_file.write_bytes(b"epoch 1")  # killed after epoch 1
-    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda: "b" * 16)
+    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda *a: "b" * 16)
     assert jd.describe()[0] == "incomplete" and "started by other code" in jd.describe()[1]
     assert jd.started_by_other_code()
     jd.write_job(job)  # the resume
@@ -289,9 +366,9 @@ def test_a_job_resumed_across_a_code_change_is_stale(tmp_path, monkeypatch):
     assert not jd.code_file.exists()
     # a fresh start (no checkpoint) after a failed attempt by other code is not mixed
     jd2 = JobDir(tmp_path, "s", "f")
-    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda: "a" * 16)
+    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda *a: "a" * 16)
     jd2.write_job(job)
-    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda: "b" * 16)
+    monkeypatch.setattr(store_mod, "current_code_fingerprint", lambda *a: "b" * 16)
     jd2.write_job(job)
     assert jd2.attempt_fingerprints() == ["b" * 16]
 

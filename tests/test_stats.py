@@ -85,3 +85,23 @@ def test_kendall_tau():
     assert stats.kendall_tau([0, 1, 2], [0, 1, 2]) == pytest.approx(1.0)
     assert stats.kendall_tau([0, 1, 2], [2, 1, 0]) == pytest.approx(-1.0)
     assert math.isnan(stats.kendall_tau([0], [0]))
+
+
+def test_holm_matches_hand_computation():
+    got = stats.holm([0.01, 0.04, 0.03, 0.005, math.nan])
+    # sorted 0.005 (x4), 0.01 (x3), 0.03 (x2), 0.04 (x1), running maximum
+    assert got[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02]) and math.isnan(got[4])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # monotone: never below an earlier one
+
+
+def test_min_detectable_effect_three_seeds():
+    # t(0.975, 2) = 4.303, t(0.8, 2) = 1.061: 5.364 * sd / sqrt(3)
+    assert stats.min_detectable_effect(0.25, 3) == pytest.approx(5.3636 * 0.25 / math.sqrt(3), rel=1e-3)
+    assert math.isnan(stats.min_detectable_effect(0.25, 1))
+
+
+def test_equivalence_p_tost():
+    inside = stats.equivalence_p(0.0, 0.1, 3, 0.5)
+    assert inside < 0.05
+    straddle = stats.equivalence_p(0.431, 0.027, 3, 0.4)  # the trick's varying - fixed vs the claim's 0.4
+    assert straddle > 0.05

@@ -87,7 +87,8 @@ def test_every_budget_and_optimizer_key_has_a_domain(tmp_path):
     ("tresnet_m", 36, True), ("tresnet_m", 34, False), ("no-such-net", 64, False),
 ])
 def test_resolution_the_backbone_can_take(tmp_path, backbone, resolution, ok):
-    path = tiny_suite(tmp_path, backbone=backbone, dataset={"name": "coco2014"},
+    block = backbone if backbone == "smallcnn" else {"name": backbone, "options": {"weights": "none"}}
+    path = tiny_suite(tmp_path, backbone=block, dataset={"name": "coco2014"},
                       budget={"epochs": 1, "batch_size": 2, "resolution": resolution})
     if ok:
         assert load_suite(str(path)).budget["resolution"] == resolution
@@ -126,7 +127,7 @@ def test_yaml_exponent_without_dot_is_a_number(tmp_path):
 
 
 @pytest.mark.parametrize("name", suite_names())
-def test_shipped_suites_pass_validation_under_their_recipes(name):
+def test_shipped_suites_pass_validation_under_their_recipes(name, paper_weights_cache):
     raw = yaml.safe_load((SUITES_DIR / f"{name}.yaml").read_text())
     if any((r if isinstance(r, str) else r["method"]) not in methods.names() for r in raw["methods"]):
         pytest.skip("a method of this suite is not registered")
@@ -135,7 +136,7 @@ def test_shipped_suites_pass_validation_under_their_recipes(name):
     assert jobs and all(j.budget["resolution"] == suite.budget["resolution"] for j in jobs)
 
 
-def test_paper_recipe_keeps_the_suites_resolution():
+def test_paper_recipe_keeps_the_suites_resolution(paper_weights_cache):
     """The suite decides backbone and resolution (SUITE_DECIDES); the recipe's are recorded."""
     suite = load_suite("coco-tables-recipe")
     asl = next(j for j in expand_jobs(suite) if j.method == "asl")
@@ -234,7 +235,11 @@ def test_set_on_the_command_line(tmp_path):
     other = run_bench("run", "--suite", str(path), "--dry-run", "--results", str(results),
                       "--set", "budget.epochs=3", "--set", "optimizer.lr=1e-3")
     assert ok.returncode == 0 and other.returncode == 0, ok.stderr + other.stderr
-    assert ok.stdout.split("\n")[1].split()[0] != other.stdout.split("\n")[1].split()[0]  # job ids
+    def first_job_id(out: str) -> str:  # the row after the table header (a weights line may come first)
+        lines = out.split("\n")
+        return lines[next(i for i, ln in enumerate(lines) if ln.startswith("job_id")) + 1].split()[0]
+
+    assert first_job_id(ok.stdout) != first_job_id(other.stdout)  # job ids
     bad = run_bench("run", "--suite", str(path), "--results", str(results), "--no-report",
                     "--set", "optimizer.lr=-2e-3")
     _one_line_exit_2(bad, "--set optimizer.lr=-2e-3", "optimizer.lr")
@@ -274,9 +279,9 @@ def test_apply_sets_does_not_touch_its_input():
     ("cluster.time_min=0", "time_min"), ("cluster.partitionn=gpu", "unknown cluster option"),
 ])
 def test_executor_and_cluster_checked_at_load(tmp_path, item, needle):
-    from bench.errors import USER_ERRORS
+    from bench.cli import user_errors
 
-    with pytest.raises(USER_ERRORS, match=needle):
+    with pytest.raises(user_errors(), match=needle):
         load_suite(str(tiny_suite(tmp_path)), [item])
 
 
@@ -296,9 +301,10 @@ def test_batch_larger_than_the_embedded_training_set(tmp_path):
 
 
 def test_decoupled_under_paper_recipe_leaves_sgd_recipes_coupled():
-    jobs = expand_jobs(load_suite("coco-tables-recipe", ["optimizer.weight_decay_mode=decoupled"]))
+    scratch = "backbone.options.weights=none"  # no ImageNet file needed to read the optimisers
+    jobs = expand_jobs(load_suite("coco-tables-recipe", ["optimizer.weight_decay_mode=decoupled", scratch]))
     modes = {j.method: (j.optimizer["name"], j.optimizer["weight_decay_mode"]) for j in jobs}
     assert modes["asl"] == ("adamw", "decoupled") and modes["kmcl"] == ("adamw", "decoupled")
     assert modes["csra"] == ("sgd", "coupled") and modes["mlgcn"] == ("sgd", "coupled")
-    default = {j.method: j.optimizer["name"] for j in expand_jobs(load_suite("coco-tables-recipe"))}
+    default = {j.method: j.optimizer["name"] for j in expand_jobs(load_suite("coco-tables-recipe", [scratch]))}
     assert default["asl"] == default["kmcl"] == "adam"  # the official code: Adam + coupled L2

@@ -41,7 +41,8 @@ def test_base_suite_fields_and_overrides(tmp_path):
     jobs = expand_sweep(sweep)
     assert len(jobs) == len(base.seeds)
     job = jobs[0]
-    assert job.budget == {**base.budget, "epochs": 1}
+    # a method without a contrastive stage carries no contrastive_recipe (bench.spec.protocol)
+    assert job.budget == {k: v for k, v in {**base.budget, "epochs": 1}.items() if k != "contrastive_recipe"}
     # the job's optimiser is the suite's with the weight-decay mode resolved (adamw: decoupled)
     assert job.dataset == base.dataset and job.optimizer == {**base.optimizer, "weight_decay_mode": "decoupled"}
     assert job.evaluation == base.evaluation and job.backbone == base.backbone

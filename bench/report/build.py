@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from bench.report import claims
 
-from bench.evaluate import stats
+from bench.evaluate import convergence, stats
 from bench.report.common import (CONVERGED_GAIN, STALE_MARK, ReportData, fmt, fmt_ci, fmt_p, fmt_signed, md_table,
                                  setting_text, stale_line, test_metric)
 
@@ -54,13 +54,31 @@ def _flags(data: ReportData, runs: list[dict]) -> str:
     if degenerate:
         parts.append(f"0.5-threshold metrics uninformative ({len(degenerate)}/{len(runs)} seeds: "
                      f"{data.health(degenerate[0]).degenerate_at_threshold[0].split(' (')[0]})")
+    earlier = [r for r in runs if data.health(r).earlier_not_converged]
+    if earlier:
+        parts.append(f"**earlier stage not converged** ({len(earlier)}/{len(runs)} seeds: "
+                     f"{data.health(earlier[0]).earlier_not_converged[0].split(':')[0]})")
     slow = [r for r in runs if data.health(r).not_converged]
     if slow:
         parts.append(f"not converged ({len(slow)}/{len(runs)} seeds)")
+    if len(runs) == 1:
+        parts.append("1 seed: no test")
+    words = claims.word_vector_note(runs[0])
+    if words:
+        parts.append(words)
     stale = [r for r in runs if data.health(r).stale]
     if stale and len(stale) < len(runs):  # all stale: the row's mark says it
         parts.append(f"stale {STALE_MARK} ({len(stale)}/{len(runs)} seeds)")
     return "; ".join(parts) or "—"
+
+
+def _earlier(data: ReportData, runs: list[dict]) -> str:
+    """The earlier stages' convergence figure (training-loss drop, %) over seeds; '—' for one-stage rows."""
+    drops = [s["value"] for r in runs for s in ((data.health(r).assessment or {}).get("earlier") or [])
+             if s.get("value") is not None]
+    if not drops:
+        return "—"
+    return f"{fmt(sum(drops) / len(drops), 1)} % (max {fmt(max(drops), 1)})"
 
 
 def _gain(data: ReportData, runs: list[dict]) -> str:
@@ -97,6 +115,7 @@ def _methods_section(data: ReportData, suite: str) -> list[str]:
             cells += [fmt_ci(stats.mean_ci([tuned_metric(r, rule, key) for r in runs])) for rule, _ in TUNED_RULES]
         last = stats.mean_ci([test_metric(r, "mAP", "last") for r in runs])
         rows.append([name, runs[0]["job"]["method"], str(len(runs)), *cells, fmt_ci(last), _gain(data, runs),
+                     _earlier(data, runs),
                      fmt(runs[0].get("model", {}).get("params_m"), 3),
                      fmt(sum(r["timing"]["train_s"] for r in runs) / len(runs), 1), _flags(data, runs)])
         for rule, rule_name in TUNED_RULES:
@@ -108,19 +127,26 @@ def _methods_section(data: ReportData, suite: str) -> list[str]:
     header = ["Row", "method", "seeds", "mAP"]
     for key in ("CF1", "OF1"):
         header += [f"{key} @0.5"] + [f"{key} {name}" for _, name in TUNED_RULES]
-    out += [md_table(header + ["mAP (last epoch)", "val gain, last 25 % (points)", "params (M)", "train s/run",
+    out += [md_table(header + ["mAP (last epoch)", "val gain, last 25 % (points)",
+                               "earlier stage: training-loss drop, last 25 %", "params (M)", "train s/run",
                                "flags"], rows), "",
             "Mean ± half-width of the 95 % t-interval over seeds (test split, epoch selected on validation; "
             "'last epoch' = no selection). Thresholds: '@0.5' = the fixed 0.5 threshold; 'val-tuned global' = one "
             "threshold for all classes maximising validation CF1; 'val-tuned per class' = one threshold per class "
             "maximising its validation F1 (chosen on validation, applied to test"
             + (f"; the records: {rule_text}" if rule_text else "") + "). "
-            f"'val gain, last 25 %' = validation mAP gained over the last quarter of the selection stage's epochs "
-            f"(mean over seeds; a run has converged when it is below {CONVERGED_GAIN:g}). Flags: "
+            f"'val gain, last 25 %' = validation mAP gained over the last quarter (at least {convergence.MIN_WINDOW} "
+            f"epochs) of the selection stage's epochs (mean over seeds); 'earlier stage' = the relative drop of the "
+            f"training loss over the last quarter of a stage without validation mAP (ProbMCL's contrastive stage, "
+            f"IML-GCN's backbone stage; converged below {convergence.MAX_LOSS_DROP_PERCENT:g} %). Convergence is "
+            f"recomputed from each record's history: {convergence.RULE}. Power of the rule: {convergence.RULE_POWER}. "
+            "Flags: "
             "**failed run** = no evidence (test mAP within "
             f"{_margin()} of chance, or collapse flagged by the method); '0.5-threshold metrics uninformative' = "
             "all predictions positive (or negative) at 0.5, so that row's CP/CR/CF1/OP/OR/OF1 @0.5 say nothing "
-            f"(its mAP and val-tuned metrics stand); not converged = gain at or above {CONVERGED_GAIN:g}; "
+            f"(its mAP and val-tuned metrics stand); not converged = gain or trend at or above {CONVERGED_GAIN:g}; "
+            "**earlier stage not converged** = the ledger calls no verdict on the row; word vectors = the measured "
+            "cosine similarity of the label vectors the row's GCN used; "
             f"stale {STALE_MARK} = made by other "
             "code than the current one (row mark; listed in flags when only some seeds are).", ""]
     if tuned_rows:
@@ -165,11 +191,27 @@ def _significance(data: ReportData, suite: str) -> list[str]:
                      f"[{fmt_signed(c.paired.low)}, {fmt_signed(c.paired.high)}]", fmt_p(c.paired.p),
                      DASH_IF(boot is None, lambda: f"[{fmt_signed(boot.low)}, {fmt_signed(boot.high)}]"),
                      DASH_IF(boot is None, lambda: fmt_p(boot.p)),
-                     _pair_verdict(data, suite, c)])
+                     _pair_verdict(data, suite, c), _pair_flags(data, suite, c)])
     if not rows:
         return out + ["Only one row: nothing to compare.", ""]
     return out + [md_table(["mAP difference", "seeds", "mean", "t 95 % CI", "t p", "bootstrap 95 % CI",
-                            "bootstrap p", "verdict"], rows), ""]
+                            "bootstrap p", "verdict", "flags"], rows), ""]
+
+
+def _pair_flags(data: ReportData, suite: str, c: Any) -> str:
+    """1 seed / not converged / earlier stage not converged, per side: the verdict's caveats."""
+    parts = []
+    if c.paired.n < 2:
+        parts.append("**1 seed: no test, indicative only**")
+    for label in (c.a, c.b):
+        runs = data.runs(suite, label)
+        slow = sum(data.health(r).not_converged for r in runs)
+        early = sum(bool(data.health(r).earlier_not_converged) for r in runs)
+        if slow:
+            parts.append(f"**{label} not converged** ({slow}/{len(runs)})")
+        if early:
+            parts.append(f"**{label} earlier stage not converged** ({early}/{len(runs)})")
+    return "; ".join(parts) or "—"
 
 
 def _pair_verdict(data: ReportData, suite: str, c: Any) -> str:
@@ -184,7 +226,9 @@ def DASH_IF(missing: bool, text: Any) -> str:  # noqa: N802 (reads as a table ce
     return "—" if missing else text()
 
 
-def _figures_section(data: ReportData, figures_dir: Path, link_dir: Path, output: Path) -> list[str]:
+def _figures_section(data: ReportData, figures_dir: Path, link_dir: Path, output: Path,
+                     extra: Sequence[Path] = ()) -> list[str]:
+    """The plots; figures in ``figures_dir`` that this run did not make (nor ``extra``) are removed."""
     from bench.report import plots as report_plots
 
     out = ["## Plots", "",
@@ -197,6 +241,7 @@ def _figures_section(data: ReportData, figures_dir: Path, link_dir: Path, output
            "differs) wherever the paper prints them, or its chosen value is marked where it prints none "
            "(ProbMCL Fig. 2 and CSRA Fig. 5).", ""]
     figures = report_plots.all_figures(data, figures_dir)
+    report_plots.remove_orphans(figures_dir, [p for _, p in figures] + list(extra))
     if not figures:
         return out + ["No sweep records yet. Produce them with `bench sweep sweeps/ablation-<name>-cpu.yaml` "
                       "(sweeps/ablation-*-cpu.yaml).", ""]
@@ -210,38 +255,53 @@ def _claims_section(data: ReportData) -> list[str]:
     text = claims.text_claims(data)
     cells = claims.table_cell_claims(data)
     counts = Counter(c.status for c in text + cells)
+    arith = Counter(c.arith for c in text if c.arith)
+    tests = len(getattr(data, "holm_adjusted", None) or {})
     out = ["## Claims ledger", "",
            "Every numeric claim of the three papers: the claims in their text below, every table cell "
-           "further down. The status is decided by code (`bench/report/claims.py`) from the records, by rules "
+           "further down. The status is decided by code (`bench/report/checks.py`) from the records, by rules "
            "applied to every claim:", "",
            "1. the evidence is the comparison the paper made (the ablation sweep of that axis of that method; "
-           "two rows of the main suite for a method-vs-method claim), never a proxy across methods;",
-           f"2. any form of *reproduced* needs at least {claims.MIN_SEEDS} seeds and a paired test: a difference "
-           f"holds when the seed-paired t p < {stats.ALPHA} and the image bootstrap 95 % CI excludes 0; "
-           f"*no difference* holds when the 95 % CIs of the difference lie inside [-{claims.EQUIVALENCE_MARGIN:g}, "
-           f"+{claims.EQUIVALENCE_MARGIN:g}] mAP; one seed gives at most *indicative*;",
-           "3. claims about the inference model use inference-time parameters and MACs (`results/cost/`);",
-           f"4. a verdict resting on a run that failed to train is *{claims.FAILED}*, never *not reproduced*; "
-           "one resting on a not-converged run says so;",
-           "5. every verdict shows its numbers and the command that produced them.", "",
+           "two rows of the main suite for a method-vs-method claim), never a proxy across methods; every other "
+           "suite with evidence (imagenet-lite0) is listed under the claim as a regime check, not deciding;",
+           f"2. one test everywhere: the seed-paired t-test, the paired image bootstrap beside it (or the reason "
+           f"there is none); the ledger's {tests} deciding p-values are Holm-corrected together; a difference "
+           f"holds when the Holm p < {stats.ALPHA}, the sign is the claimed one and the bootstrap 95 % CI excludes "
+           "0; *no difference* holds when the TOST p against the claim's own margin (shown) is below "
+           f"{stats.ALPHA} after Holm; a result that is not significant is *{claims.INCONCLUSIVE}* when its "
+           f"minimum detectable effect ({100 * stats.POWER:g} % power, shown) exceeds the paper's effect, else "
+           f"*{claims.NOT_REPRODUCED}*; {claims.MIN_SEEDS}+ seeds per side, one seed gives at most *indicative*;",
+           "3. claims about the inference model use inference-time parameters and MACs (`results/cost/`), "
+           "training-cost claims the costliest training stage; times are compared like for like (same "
+           "evaluation work) and, being single wall-clock times per run, are at most *indicative*;",
+           f"4. a verdict resting on a run that failed to train is *{claims.FAILED}*; one resting on a run whose "
+           f"earlier stage did not converge is *{claims.STAGE_INCONCLUSIVE}*; one resting on a not-converged "
+           "selection stage says so (convergence recomputed from each record's history);",
+           "5. every verdict shows its numbers and the command that produced them; the paper's own arithmetic "
+           "has its own status, never mixed with an empirical one.", "",
            "Statuses:", "",
            f"- **{claims.REPRODUCED}**: a scale-independent fact holds (parameter counts equal within "
            f"{100 * claims.PARAM_TOLERANCE:g} %, a cost count within {100 * claims.COST_TOLERANCE:g} % of the "
-           f"paper's, a claimed percentage within {claims.RATIO_TOLERANCE:g} points, or the paper's own "
-           "arithmetic), or rule 2 holds on the paper's data;",
-           f"- **{claims.DIRECTION}**: rule 2 holds on the embedded data (timing: the overhead's 95 % CI below "
-           f"{claims.SMALL_OVERHEAD:g} %);",
-           f"- **{claims.INDICATIVE}** / **{claims.INDICATIVE_NOT}**: one seed, the direction only;",
-           f"- **{claims.NOT_REPRODUCED}**: with {claims.MIN_SEEDS}+ seeds, the opposite, no significant "
-           "difference or an inconclusive equivalence; or outside tolerance (the measured column says which);",
+           f"paper's, a claimed percentage within {claims.RATIO_TOLERANCE:g} points), or rule 2 holds on the "
+           "paper's data;",
+           f"- **{claims.DIRECTION}**: rule 2 holds on the embedded data;",
+           f"- **{claims.INDICATIVE}** / **{claims.INDICATIVE_NOT}**: one seed, or single timings per run: the "
+           "direction only;",
+           f"- **{claims.INCONCLUSIVE}**: not significant, and the test could not have detected the paper's "
+           "effect (minimum detectable effect shown);",
+           f"- **{claims.STAGE_INCONCLUSIVE}**: rests on runs whose earlier stage did not converge (listed);",
+           f"- **{claims.NOT_REPRODUCED}**: significant the other way, powered for the paper's effect and not "
+           "finding it, an equivalence significantly violated, or a value outside its tolerance;",
            f"- **{claims.FAILED}**: rests on a run that failed to train (listed);",
-           f"- **{claims.NEEDS}**: with the command that would settle it;",
-           f"- **{claims.PENDING}**: the records this project's suites produce are missing.", "",
-           "Counts: " + ", ".join(f"{s}: {counts.get(s, 0)}" for s in claims.STATUSES) + ".", "",
+           f"- **{claims.ARITH_OK}** / **{claims.ARITH_BAD}**: the paper's own numbers (also its own column);",
+           f"- **{claims.NEEDS}**: with the command that would settle it; **{claims.OUT_OF_SCOPE}**: not a method "
+           f"of this benchmark; **{claims.PENDING}**: the records this project's suites produce are missing.", "",
+           "Counts: " + ", ".join(f"{s}: {counts.get(s, 0)}" for s in claims.STATUSES) + ". Paper arithmetic "
+           "inside claims: " + ", ".join(f"{s}: {arith.get(s, 0)}" for s in claims.ARITHMETIC) + ".", "",
            "### Claims in the text", "",
-           md_table(["Paper", "Where", "Claim", "Measured here", "Status"],
+           md_table(["Paper", "Where", "Claim", "Measured here", "Status", "Paper's arithmetic"],
                     [[c.paper, c.where, c.claim, c.measured,
-                      c.status + (" (not converged)" if c.flag else "")] for c in text]), "",
+                      c.status + (" (flagged: see measured)" if c.flag else ""), c.arith or "—"] for c in text]), "",
            "### Table cells", "", "<details><summary>"
            f"{len(cells)} cells (paper, table, row, column, value)</summary>", "",
            md_table(["Paper", "Cell", "Value", "Measured here / command", "Status"],
@@ -297,14 +357,23 @@ def render(results: str | Path, output: str | Path, figures_dir: Path | None = N
     stale = stale_line(data)
     if stale:
         lines += [stale, ""]
+    if data.other_configurations:
+        lines += ["**Records of other configurations, not used:** " + "; ".join(
+            f"`results/{s}/`: {len(ids)} ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})"
+            for s, ids in sorted(data.other_configurations.items()))
+            + " -- made by a configuration the committed suite file no longer produces; never mixed "
+              "into its rows.", ""]
     lines += _methods_section(data, MAIN_SUITE)
     for suite in FINE_TUNING_SUITES:  # the same rows fine-tuned from real ImageNet weights
         if suite in data.suites:
             lines += _methods_section(data, suite)
+    from bench.report import stage1
+    stage1_lines, stage1_figures = stage1.section(data, figures_dir or link_dir, link_dir, output)
+    lines += stage1_lines
     lines += ["## The papers' tables beside ours", ""]
     for table in all_tables(data):
         lines += [table, ""]
-    lines += _figures_section(data, figures_dir or link_dir, link_dir, output)
+    lines += _figures_section(data, figures_dir or link_dir, link_dir, output, stage1_figures)
     lines += _claims_section(data)
     lines += _provenance_section(data)
     return "\n".join(lines).rstrip() + "\n"

@@ -8,16 +8,31 @@ from __future__ import annotations
 
 from bench.report import paper_values as pv
 from bench.report.checks import *  # noqa: F401,F403  (the rules, statuses and checks)
-from bench.report.checks import NEEDS, Claim, ReportData, cost_match
+from bench.report.checks import NEEDS, OUT_OF_SCOPE, Claim, ReportData, holm_pass
+from bench.report.checks_costs import *  # noqa: F401,F403
+from bench.report.checks_costs import cost_match
+from bench.report.checks_rows import *  # noqa: F401,F403
 from bench.report.claims_text import TEXT_CLAIMS
+
+#: Rows of the papers' tables that are no method of this benchmark.
+OUT_OF_SCOPE_ROWS = {"TDRG": "TDRG is not a method of this benchmark"}
 
 
 def text_claims(data: ReportData) -> list[Claim]:
-    out = []
-    for paper, where, claim, check in TEXT_CLAIMS:
-        verdict = check(data)
-        out.append(Claim(paper, where, claim, verdict[0], verdict[1], getattr(verdict, "flag", "")))
-    return out
+    """Every text claim, decided with the Holm correction over all of the ledger's tests
+    (two passes: collect the deciding p-values, then decide on the adjusted ones); cached."""
+    cached = getattr(data, "_text_claims", None)
+    if cached is not None:
+        return cached
+
+    def run() -> list[Claim]:
+        out = []
+        for paper, where, claim, check in TEXT_CLAIMS:
+            v = check(data)
+            out.append(Claim(paper, where, claim, v[0], v[1], getattr(v, "flag", ""), getattr(v, "arith", "")))
+        return out
+    data._text_claims = holm_pass(data, run)
+    return data._text_claims
 
 
 def table_cell_claims(data: ReportData) -> list[Claim]:
@@ -26,7 +41,9 @@ def table_cell_claims(data: ReportData) -> list[Claim]:
     methods = {"ML-GCN": "mlgcn", "CSRA": "csra", "ProbMCL": "probmcl", "TDRG": "tdrg"}
     out = []
     for v in pv.all_values():
-        if v.dataset == "cost":
+        if v.row in OUT_OF_SCOPE_ROWS:
+            measured, status = f"{OUT_OF_SCOPE}: {OUT_OF_SCOPE_ROWS[v.row]}", OUT_OF_SCOPE
+        elif v.dataset == "cost":
             measured, status = cost_match(methods[v.row], v.column, v.value)(data)
         else:
             measured, status = f"`{pv.DATA_COMMANDS[v.dataset]}`", NEEDS

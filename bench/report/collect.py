@@ -9,30 +9,13 @@ import json
 
 import pandas as pd
 
-import hashlib
 import sys
 
 from bench.errors import BenchError
 from bench.run.store import Store, record_fingerprint, staleness
-from bench.spec.jobs import SEMANTIC_FIELDS, canonical_json, identity_fields
+from bench.report.configurations import config_of, shared_labels  # noqa: F401  (bench compare uses them too)
 
 METRICS = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
-
-
-def config_of(record: dict) -> str:
-    """8 hex digits naming a record's configuration: its job's semantic fields without the seed
-    (as the job id hashes them), so records of one row that differ only by seed share it."""
-    job = record.get("job") or {}
-    fields = {k: job.get(k) for k in SEMANTIC_FIELDS if k != "seed"}
-    return hashlib.sha256(canonical_json(identity_fields(fields)).encode()).hexdigest()[:8]
-
-
-def shared_labels(records: list[dict]) -> dict[str, list[str]]:
-    """{label: its configurations} for every label that more than one configuration uses."""
-    seen: dict[str, set[str]] = {}
-    for r in records:
-        seen.setdefault(r["job"]["label"], set()).add(config_of(r))
-    return {label: sorted(c) for label, c in seen.items() if len(c) > 1}
 
 
 def records_frame(records: list[dict]) -> pd.DataFrame:

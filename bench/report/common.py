@@ -4,7 +4,6 @@ sweep curves, and deterministic text formatting. No rendering here.
 from __future__ import annotations
 
 import json
-import sys
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -13,7 +12,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from bench.evaluate import stats
+from bench.evaluate import convergence, stats
+from bench.report.configurations import one_configuration_per_label, say_unread
 from bench.run.store import Store, staleness
 
 #: Datasets at paper scale; everything else (the embedded mosaics) is reported as CPU scale.
@@ -63,9 +63,9 @@ def chance_margin(chance: float) -> float:
 ALL_POSITIVE_CR = 99.0
 ALL_NEGATIVE_CR = 1.0
 SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
-#: A run converged when its validation mAP gained less than this over the last 25 % of the
-#: selection stage's epochs (the runner's rule, record["convergence"]).
-CONVERGED_GAIN = 0.5
+#: A run converged when every stage passes bench.evaluate.convergence's rule (recomputed from the
+#: record's history whenever a record is read; the stored record["convergence"] is never trusted).
+CONVERGED_GAIN = convergence.MAX_LAST_QUARTER_GAIN
 #: Marks a row with at least one stale record (made by other code than the current).
 STALE_MARK = "†"
 
@@ -106,6 +106,10 @@ class Health:
     stale: str  # '' = made by the current code
     #: all predictions positive / negative at 0.5: the 0.5-threshold metrics say nothing
     degenerate_at_threshold: tuple[str, ...] = ()
+    #: stages before the selection stage that did not converge ('contrastive: loss drop 11.7 %')
+    earlier_not_converged: tuple[str, ...] = ()
+    #: bench.evaluate.convergence.assess(record), recomputed from the history
+    assessment: Mapping[str, Any] | None = None
 
     @property
     def is_failed(self) -> bool:
@@ -236,7 +240,9 @@ class Curve:
 
 
 class ReportData:
-    """All suites' finished records under ``root`` plus the cost records."""
+    """The finished records of every suite under ``root`` that its committed spec produces
+    (records of other configurations are set aside in ``other_configurations``), plus the cost
+    records."""
 
     def __init__(self, root: str | Path, bootstrap_resamples: int = stats.BOOTSTRAP_RESAMPLES) -> None:
         self.root = Path(root)
@@ -245,9 +251,15 @@ class ReportData:
         found = self.store.suites()
         #: ``--set`` variant folders (<suite>+<hash>): never evidence of their suite, not read
         self.variants = [s for s in found if "+" in s]
-        self.suites: dict[str, list[dict[str, Any]]] = {
-            s: _one_config_per_label(s, self.store.records(s)) for s in found if "+" not in s}
-        _say_unread(self.root, self.store, found, self.variants)
+        #: records under a suite's folder of a configuration its committed file no longer
+        #: produces (e.g. a job id from before a default changed): never mixed into its rows
+        self.other_configurations: dict[str, list[str]] = {}
+        self.suites: dict[str, list[dict[str, Any]]] = {}
+        for suite in (s for s in found if "+" not in s):
+            self.suites[suite], other = one_configuration_per_label(suite, self.store.records(suite))
+            if other:
+                self.other_configurations[suite] = other
+        say_unread(self.root, self.store, found, self.variants)
         self._comparisons: dict[tuple[str, str, str], Comparison] = {}
         self._suite_of = {r["job_id"]: s for s, recs in self.suites.items() for r in recs}
         self._health: dict[str, Health] = {}
@@ -290,10 +302,19 @@ class ReportData:
             degenerate.append(f"predictions all positive at 0.5 (CR {cr:.1f}, CP {fmt(cp)} ~ prevalence)")
         elif cr is not None and cr <= ALL_NEGATIVE_CR:
             degenerate.append(f"predictions all negative at 0.5 (CR {cr:.1f})")
-        conv = record.get("convergence")
-        gain = conv.get("last_quarter_gain") if isinstance(conv, Mapping) else None
-        not_converged = isinstance(conv, Mapping) and conv.get("converged") is False
-        result = Health(tuple(failed), not_converged, gain, chance, staleness(record), tuple(degenerate))
+        gain, not_converged, earlier, assessment = None, False, (), None
+        if record.get("history"):  # recomputed from the history, never the stored verdict
+            assessment = convergence.assess(record)
+            sel = assessment["selection"]
+            gain = None if sel is None else sel["value"]
+            not_converged = sel is not None and not sel["converged"]
+            earlier = tuple(convergence.describe(s) for s in assessment["earlier"] if not s["converged"])
+        else:  # hand-made records without a history: the stored figures are all there is
+            conv = record.get("convergence")
+            gain = conv.get("last_quarter_gain") if isinstance(conv, Mapping) else None
+            not_converged = isinstance(conv, Mapping) and conv.get("converged") is False
+        result = Health(tuple(failed), not_converged, gain, chance, staleness(record), tuple(degenerate),
+                        earlier, assessment)
         self._health[key] = result
         return result
 
@@ -345,7 +366,7 @@ class ReportData:
         return None
 
     def predictions(self, suite: str, record: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
-        path = self.root / suite / record["job_id"] / "predictions.npz"
+        path = self.root / self._suite_of.get(record["job_id"], suite) / record["job_id"] / "predictions.npz"
         if not path.is_file():
             return None
         with np.load(path) as npz:
@@ -360,6 +381,13 @@ class ReportData:
         seeds = tuple(sorted(set(by_a) & set(by_b)))
         if not seeds:
             return None
+        key = (suite, tuple(by_a[s]["job_id"] for s in seeds), tuple(by_b[s]["job_id"] for s in seeds))
+        cache = self.__dict__.setdefault("_paired_cache", {})
+        if key not in cache:
+            cache[key] = self._paired(suite, seeds, by_a, by_b)
+        return cache[key]
+
+    def _paired(self, suite: str, seeds: tuple[int, ...], by_a: Mapping[int, Any], by_b: Mapping[int, Any]):
         paired = stats.paired_t([test_metric(by_a[s]) for s in seeds], [test_metric(by_b[s]) for s in seeds])
         preds_a = [self.predictions(suite, by_a[s]) for s in seeds]
         preds_b = [self.predictions(suite, by_b[s]) for s in seeds]
@@ -418,32 +446,3 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     if isinstance(value, (int, float)):
         return (1, float(value))
     return (2, str(value))
-
-
-def _one_config_per_label(suite: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Where two configurations share a label in one suite folder, the one with the most seeds
-    keeps it, the others become '<label> [config <hash>]' (never averaged together); a line says so."""
-    from bench.report.collect import config_of, shared_labels
-
-    keep = {}
-    for label, configs in shared_labels(records).items():
-        seeds = {c: {r["job"]["seed"] for r in records if r["job"]["label"] == label and config_of(r) == c}
-                 for c in configs}
-        keep[label] = max(configs, key=lambda c: (len(seeds[c]), c == configs[0]))
-        print(f"bench report: {suite} row {label!r} holds {len(configs)} configurations ({', '.join(configs)}); "
-              f"{keep[label]} keeps the label, the others show as '{label} [config <hash>]'", file=sys.stderr)
-    return [r if keep.get(r["job"]["label"], config_of(r)) == config_of(r) else
-            {**r, "job": {**r["job"], "label": f"{r['job']['label']} [config {config_of(r)}]"}} for r in records]
-
-
-def _say_unread(root: Path, store: Store, suites: list[str], variants: list[str]) -> None:
-    """One stderr line each for corrupt records (skipped) and variant folders (not in the report)."""
-    bad = [p for s in suites for p in store.unreadable(s)]
-    if bad:
-        print(f"bench report: {len(bad)} record(s) unreadable (corrupt record.json, e.g. {bad[0]}): left out "
-              "of the report; `bench run` retrains them", file=sys.stderr)
-    if variants:
-        from bench.run.roots import variant_text
-
-        print(f"bench report: {len(variants)} --set variant folder(s) not in the report (their own "
-              f"configurations): {'; '.join(variant_text(root, v) for v in variants)}", file=sys.stderr)

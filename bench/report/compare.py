@@ -70,7 +70,7 @@ def _setup(record: Mapping[str, Any]) -> tuple[Any, ...]:
 def compare_records(new: list[dict[str, Any]], committed: list[dict[str, Any]]) -> list[JobRow]:
     by_new = {r["job_id"]: r for r in new}
     by_old = {r["job_id"]: r for r in committed}
-    from bench.report.collect import config_of, shared_labels
+    from bench.report.configurations import config_of, shared_labels
 
     shared = shared_labels(new + committed)  # a label two configurations use: rows apart
 

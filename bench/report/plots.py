@@ -62,6 +62,57 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
+save = _save
+
+
+def legend_below(fig: Any, axes: Sequence[Any]) -> Any:
+    """ONE legend for every axis (ours and the paper's twin), in its own space below the plot:
+    never drawn over a point, a line, a label or another legend."""
+    for ax in axes:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    handles, labels = [], []
+    for ax in axes:
+        h, lab = ax.get_legend_handles_labels()
+        handles += h
+        labels += lab
+    fig.tight_layout()
+    if not handles:
+        return None
+    return fig.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, 0.0),
+                      bbox_transform=fig.transFigure, frameon=True)
+
+
+def wrapped_title(ax: Any, text: str, width: int = 58) -> None:
+    """A title wrapped to the axes' width, so it never runs into a secondary axis's labels."""
+    import textwrap
+
+    ax.set_title("\n".join(textwrap.fill(line, width) for line in text.split("\n")), fontsize=9)
+
+
+def align_zero(ax: Any, twin: Any) -> None:
+    """Secondary-axis limits so that its 0 sits at the same height as the primary axis's 0."""
+    lo, hi = ax.get_ylim()
+    t_lo, t_hi = twin.get_ylim()
+    if not (lo < 0 < hi):
+        return
+    frac = -lo / (hi - lo)  # the height of 0 on the primary axis
+    # the smallest twin range containing its data with 0 at ``frac``
+    scale = max(t_hi / (1 - frac) if t_hi > 0 else 0.0, -t_lo / frac if t_lo < 0 else 0.0) or 1.0
+    twin.set_ylim(-frac * scale, (1 - frac) * scale)
+
+
+def remove_orphans(figures_dir: Path, made: Sequence[Path]) -> list[Path]:
+    """Delete every PNG in ``figures_dir`` that this report run did not make (older code's figures)."""
+    keep = {Path(p).resolve() for p in made}
+    removed = []
+    for path in sorted(Path(figures_dir).glob("*.png")) if Path(figures_dir).is_dir() else []:
+        if path.resolve() not in keep:
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 def _errorbar(ax: Any, xs: Sequence[float], cis: Sequence[stats.MeanCI], label: str, line: bool,
               color: str = "tab:blue") -> None:
     means = [c.mean for c in cis]
@@ -97,10 +148,9 @@ def sweep_figure(curve: Curve, path: Path, note: str = "") -> None:
     ax.set_ylim(*y_limits(_span_values(cis, [m for _, m in curve.points])))
     ax.set_xlabel(f"{curve.method} {curve.hparam}")
     ax.set_ylabel("test mAP (%), ours")
-    _overlay_paper(ax, curve, numeric, xs)
-    ax.set_title(f"{curve.method}: mAP vs {curve.axis} ({curve.reference}){note}", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.28))  # below: never hides a point
-    fig.tight_layout()
+    twin = _overlay_paper(ax, curve, numeric, xs)
+    wrapped_title(ax, f"{curve.method}: mAP vs {curve.axis} ({curve.reference}){note}")
+    legend_below(fig, [ax] + ([twin] if twin is not None else []))
     _save(fig, path)
 
 
@@ -126,11 +176,11 @@ def _paper_twin(ax: Any, xs: Sequence[float], values: Sequence[float | None], la
         twin.scatter([x for x, _ in pts], [v for _, v in pts], marker=marker, color=color, label=label, zorder=4)
         twin.set_ylim(*y_limits([v for _, v in pts]))
     twin.set_ylabel("paper mAP (%), MS-COCO")
-    twin.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.44))
     return twin
 
 
-def _overlay_paper(ax: Any, curve: Curve, numeric: bool, xs: Sequence[float]) -> None:
+def _overlay_paper(ax: Any, curve: Curve, numeric: bool, xs: Sequence[float]) -> Any:
+    """Draw the paper's values (secondary axis, returned) or its chosen value (None)."""
     chosen = pv.CHOSEN_HPARAMS.get((curve.method, curve.axis))
     values = [v for v, _ in curve.points]
     if curve.method == "csra" and curve.axis == "heads":
@@ -140,7 +190,7 @@ def _overlay_paper(ax: Any, curve: Curve, numeric: bool, xs: Sequence[float]) ->
             twin.plot(heads, paper, linestyle="--", marker="s", color=color, label=f"paper Table 7, {row}")
         twin.set_ylim(*y_limits([v for _, paper in pv.CSRA_T7.rows for v in paper]))
         twin.set_ylabel("paper mAP (%), MS-COCO")
-        twin.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.44))
+        return twin
     elif curve.method == "csra" and curve.axis == "normalisation":
         twin = None
         with_n = dict(pv.CSRA_T8.rows)
@@ -149,11 +199,12 @@ def _overlay_paper(ax: Any, curve: Curve, numeric: bool, xs: Sequence[float]) ->
             paper = [with_n["with normalisation" if v else "without normalisation"][i] for v in values]
             twin = _paper_twin(ax, [x + PAPER_OFFSET * (i + 1) for x in xs], paper,
                                f"paper Table 8 (MS-COCO, ResNet-101 {col})", color, marker, twin)
+        return twin
     elif (curve.method, curve.axis) in _PAPER_POINTS:
         table, names, label = _PAPER_POINTS[(curve.method, curve.axis)]
         rows = dict(table.rows)
         paper = [rows[names[v]][0] if v in names and names[v] in rows else None for v in values]
-        _paper_twin(ax, [x + (0 if numeric else PAPER_OFFSET) for x in xs], paper, label)
+        return _paper_twin(ax, [x + (0 if numeric else PAPER_OFFSET) for x in xs], paper, label)
     elif curve.method == "csra" and curve.axis == "lambda" and numeric:
         for lam, who in ((0.1, "ResNet-cut"), (1.0, "VIT-L16")):
             ax.axvline(lam, linestyle=":", color="gray")
@@ -161,6 +212,7 @@ def _overlay_paper(ax: Any, curve: Curve, numeric: bool, xs: Sequence[float]) ->
                         va="bottom", ha="right")
     elif chosen is not None and numeric:
         ax.axvline(chosen, linestyle=":", color="gray", label=f"paper's choice {chosen:g} (Fig. 2 gives no numbers)")
+    return None
 
 
 def trick_figure(data: ReportData, suite: str, path: Path) -> bool:
@@ -193,65 +245,65 @@ def trick_figure(data: ReportData, suite: str, path: Path) -> bool:
     paper_gains = [values[2] - values[0] for _, values in pv.CSRA_T1.rows]
     twin.scatter(lams, paper_gains, marker="x", color="gray", label="paper Table 1 (tuned Lambda, gain)")
     twin.set_ylim(*y_limits(paper_gains + [0.0]))
+    align_zero(ax, twin)  # the paper's 0 at the height of ours
     twin.set_ylabel("paper gain (points)")
-    handles, labels = ax.get_legend_handles_labels()
-    t_handles, t_labels = twin.get_legend_handles_labels()
-    ax.legend(handles + t_handles, labels + t_labels, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.34))
-    ax.set_title(f"Training-free trick vs Lambda ({suite})", fontsize=9)
-    fig.tight_layout()
+    wrapped_title(ax, f"Training-free trick vs Lambda ({suite})")
+    legend_below(fig, [ax, twin])
     _save(fig, path)
     return True
 
 
 def learning_curves_figure(data: ReportData, suite: str, path: Path) -> bool:
     """Validation mAP per epoch (record["history"][i]["val_mAP"]) of every row and seed of
-    ``suite``: one small panel per row, one line per seed, x = epoch over all stages (a stage
-    without validation -- e.g. ProbMCL's contrastive stage -- is blank); the last 25 % of the
-    selection stage's epochs (the convergence window) shaded when the record gives it."""
+    ``suite``: one small panel per row, all panels on ONE shared y-range, one line per seed
+    (same colour per seed in every panel, one legend for the figure), x = epoch over all stages
+    (a stage without validation -- e.g. ProbMCL's contrastive stage -- is blank); the
+    convergence window of the selection stage (recomputed from the history) shaded."""
     labels = data.labels(suite)
     if not labels:
         return False
     cols = min(3, len(labels))
     rows = math.ceil(len(labels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.2 * rows), squeeze=False, sharey=True)
+    finite = [float(h["val_mAP"]) for label in labels for r in data.runs(suite, label)
+              for h in (r.get("history") or []) if h.get("val_mAP") is not None]
+    limits = y_limits(finite)
+    colours = {}
     for ax, label in zip([a for row in axes for a in row], labels):
-        for r in data.runs(suite, label):
+        runs = data.runs(suite, label)
+        for r in runs:
             history = r.get("history") or []
+            seed = r["job"]["seed"]
+            colour = colours.setdefault(seed, f"C{len(colours)}")
             xs = list(range(1, len(history) + 1))
             ys = [float("nan") if h.get("val_mAP") is None else float(h["val_mAP"]) for h in history]
-            ax.plot(xs, ys, marker=".", linewidth=1, label=f"seed {r['job']['seed']}")
-            window = (r.get("convergence") or {}).get("window") if isinstance(r.get("convergence"), dict) else None
-            if window and len(window) == 2:
-                offset = _stage_offset(history, r)
-                ax.axvspan(offset + window[0] - 0.5, offset + window[1] + 0.5, color="gray", alpha=0.08)
-        runs = data.runs(suite, label)
-        flag = " (failed run)" if any(data.health(r).is_failed for r in runs) else (
-            " (not converged)" if any(data.health(r).not_converged for r in runs) else "")
+            ax.plot(xs, ys, marker=".", linewidth=1, color=colour, label=f"seed {seed}")
+            sel = (data.health(r).assessment or {}).get("selection")
+            if sel and sel.get("window"):
+                offset = next((i for i, h in enumerate(history) if str(h.get("stage")) == sel["stage"]), 0)
+                ax.axvspan(offset + sel["window"][0] - 0.5, offset + sel["window"][1] + 0.5, color="gray", alpha=0.08)
+        health = [data.health(r) for r in runs]
+        flag = " (failed run)" if any(h.is_failed for h in health) else (
+            " (earlier stage not converged)" if any(h.earlier_not_converged for h in health) else (
+                " (not converged)" if any(h.not_converged for h in health) else ""))
         ax.set_title(f"{label}{flag}", fontsize=8)
         ax.tick_params(labelsize=6)
-        finite = [float(h["val_mAP"]) for r in runs for h in (r.get("history") or []) if h.get("val_mAP") is not None]
-        ax.set_ylim(*y_limits(finite))
+        ax.set_ylim(*limits)
         total = max((len(r.get("history") or []) for r in runs), default=1)
         ax.set_xlim(0.5, total + 0.5)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch (all stages)", fontsize=7)
         ax.set_ylabel("val mAP (%)", fontsize=7)
-        ax.legend(fontsize=5, loc="lower right")
     for ax in [a for row in axes for a in row][len(labels):]:
         ax.set_visible(False)
-    fig.suptitle(f"Validation mAP per epoch, every row and seed of `{suite}`", fontsize=9)
+    fig.suptitle(f"Validation mAP per epoch, every row and seed of `{suite}` (shared y-axis)", fontsize=9)
+    first = axes[0][0]
+    handles, names = first.get_legend_handles_labels()
     fig.tight_layout()
+    if handles:
+        fig.legend(handles, names, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, 0.0), ncol=len(handles))
     _save(fig, path)
     return True
-
-
-def _stage_offset(history: Sequence[dict], record: dict) -> int:
-    """Epochs before the stage whose epochs the convergence window counts (the selection stage:
-    the first stage with a validation mAP)."""
-    for i, h in enumerate(history):
-        if h.get("val_mAP") is not None:
-            return i + 1 - int(h.get("epoch", 1))
-    return 0
 
 
 def all_figures(data: ReportData, figures_dir: Path,

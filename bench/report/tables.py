@@ -57,6 +57,34 @@ def _ranking(order_paper: Sequence[str], means: Mapping[str, float]) -> str:
             f"(Kendall tau {fmt(tau, 2)}).")
 
 
+# ----------------------------------------------------------------------------- thresholds
+
+#: Which threshold the paper's CP/CR/CF1/OP/OR/OF1 use, in its own words.
+THRESHOLD_NOTE = {
+    "probmcl": "The paper's CP..OF1 use the fixed threshold 0.5 (Sec. 3.1: 'an inference threshold of 0.5'), "
+               "as do our rows without a suffix; the 'val-tuned' rows use the threshold chosen on validation "
+               "(one for all classes, maximising CF1): ASL-family losses give calibrations far from 0.5, so their "
+               "0.5-threshold CP/CR (e.g. CP 15-30, CR 80-96) are not comparable with calibrated ones.",
+    "imlgcn": "The IML-GCN paper does not state its threshold (ML-GCN and ASL, whose rows it copies, use 0.5); "
+              "our rows without a suffix use 0.5, the 'val-tuned' rows the threshold chosen on validation "
+              "(one for all classes, maximising CF1).",
+}
+
+
+def _tuned_rows(data: ReportData, suite: str, labels: Sequence[str | None], lead: int = 0) -> list[list[str]]:
+    """'row (ours, val-tuned threshold t)' rows: CP..OF1 at the validation-chosen global threshold."""
+    out = []
+    for label in [x for x in labels if x]:
+        runs = data.runs(suite, label)
+        tuned = [(r["metrics"]["selected"].get("test_tuned") or {}).get("global") or {} for r in runs]
+        if not any(tuned):
+            continue
+        thr = stats.mean_ci([t.get("threshold") for t in tuned if t.get("threshold") is not None])
+        cells = [fmt_ci(stats.mean_ci([t.get(k) for t in tuned if t.get(k) is not None])) for k in METRICS[1:]]
+        out.append([f"{label} (ours, val-tuned threshold {fmt(thr.mean, 2)})"] + [DASH] * lead + [DASH] + cells)
+    return out
+
+
 # ----------------------------------------------------------------------------- ProbMCL
 
 def probmcl_table1(data: ReportData, suite: str = MAIN_SUITE) -> str:
@@ -80,8 +108,10 @@ def probmcl_table1(data: ReportData, suite: str = MAIN_SUITE) -> str:
     base = data.label_for(suite, "baseline")
     if base is not None:
         rows.append([f"baseline (ours: {data.marked(suite, base)})"] + _metric_cells(data, suite, base, METRICS))
+    rows += _tuned_rows(data, suite, [data.label_for(suite, PAPER_ROW_METHODS[r])
+                                      for r in ("ML-GCN", "CSRA", "KMCL", "ASL", "ProbMCL")] + [base])
     out += [md_table(["Method"] + list(METRICS), rows), "",
-            "Ours: mean ± 95 % t-interval half-width over seeds, test split, percent.", "",
+            "Ours: mean ± 95 % t-interval half-width over seeds, test split, percent. " + THRESHOLD_NOTE["probmcl"], "",
             _ranking([r for r, _ in sorted(pv.PROBMCL_T1_448.rows, key=lambda rv: -rv[1][0])
                       if r in PAPER_ROW_METHODS], means)]
     return "\n".join(out)
@@ -103,6 +133,10 @@ def probmcl_table3(data: ReportData) -> str:
     for paper_row, (params, gmacs) in pv.PROBMCL_T3.rows:
         method = {"ML-GCN": "mlgcn", "CSRA": "csra", "ProbMCL": "probmcl", "TDRG": "tdrg"}[paper_row]
         mine = [c for c in costs if c.get("method") == method]
+        if method == "tdrg":
+            rows.append([paper_row, fmt(params, 2), fmt(gmacs, 2), "out of scope: TDRG is not a method of this "
+                         "benchmark", DASH, DASH])
+            continue
         if not mine:
             rows.append([paper_row, fmt(params, 2), fmt(gmacs, 2), "not measured", DASH, DASH])
         for c in mine:
@@ -114,7 +148,7 @@ def probmcl_table3(data: ReportData) -> str:
     if not costs:
         out += ["", _missing("parameter/GMAC counts", pv.DATA_COMMANDS["cost"])]
     out += ["", "Ours: fvcore counts at the stated resolution (one multiply-add = one MAC), no data "
-            "needed; TDRG is not implemented here."]
+            "needed; TDRG is out of scope (not a method of this benchmark)."]
     return "\n".join(out)
 
 
@@ -164,10 +198,13 @@ def imlgcn_table1(data: ReportData, suite: str = MAIN_SUITE) -> str:
         if label is not None:
             params = fmt(data.runs(where, label)[0].get("model", {}).get("params_m"), 3)
         source = "" if where == suite or label is None else f", `{where}`"
-        rows.append([f"{name} (ours: {data.marked(where, label) or 'not run'}{source})", params]
+        flags = row_flags(data, data.runs(where, label)) if label else ""
+        rows.append([f"{name} (ours: {data.marked(where, label) or 'not run'}{source}){flags}", params]
                     + _metric_cells(data, where, label, METRICS))
+    rows += _tuned_rows(data, suite, [lab for name, where, lab in ours if where == suite], lead=1)
     out += [md_table(["Method"] + list(columns), rows), "",
-            "Ours: params from the records (CPU-scale model, millions); metrics mean ± 95 % CI over seeds."]
+            "Ours: params from the records (CPU-scale model, millions); metrics mean ± 95 % CI over seeds. "
+            + THRESHOLD_NOTE["imlgcn"]]
     return "\n".join(out)
 
 
@@ -187,10 +224,11 @@ def imlgcn_table3(data: ReportData, suite: str = MAIN_SUITE) -> str:
             if comparison is not None:
                 diff = f"{fmt_signed(comparison.paired.mean_diff)} ({comparison.verdict()})"
         rows.append([name, fmt(coco, 2), fmt(vg, 2), data.marked(suite, label) or "not run",
-                     fmt_ci(data.ci(suite, label)) if label else DASH, diff])
+                     fmt_ci(data.ci(suite, label)) if label else DASH, diff,
+                     _point_flags(data, data.runs(suite, label)) if label else DASH])
         previous = label or previous
     out.append(md_table(["Node features", "paper COCO mAP", "paper VG-500 mAP", "ours: row",
-                         "ours mAP", "ours vs row above"], rows))
+                         "ours mAP", "ours vs row above", "flags"], rows))
     return "\n".join(out)
 
 
@@ -280,14 +318,31 @@ def _point_flags(data: ReportData, records: Sequence[Mapping[str, Any]]) -> str:
     parts = []
     if failed:
         parts.append(f"**failed run** ({len(failed)}/{len(records)}: {data.health(failed[0]).failed[0]})")
+    early = [r for r in records if data.health(r).earlier_not_converged]
+    if early:
+        parts.append(f"**earlier stage not converged** ({len(early)}/{len(records)}: "
+                     f"{data.health(early[0]).earlier_not_converged[0]})")
     if slow:
-        parts.append(f"not converged ({len(slow)}/{len(records)})")
+        parts.append(f"**not converged** ({len(slow)}/{len(records)})")
+    if len(records) == 1:
+        parts.append("1 seed")
     return "; ".join(parts) or DASH
+
+
+def row_flags(data: ReportData, records: Sequence[Mapping[str, Any]]) -> str:
+    """' — flags' for a row cell, '' when there is nothing to flag."""
+    text = _point_flags(data, records)
+    return "" if text == DASH else f" — {text}"
 
 
 def _axes():
     from bench.report.common import SWEEP_AXES
     return SWEEP_AXES
+
+
+def csra_fig5(data: ReportData) -> str:
+    return _curve_table(data, "csra", "lambda", None, "CSRA Fig. 5: Lambda (the paper prints no numbers: "
+                        "ResNet-cut peaks at 0.1, VIT-L16 at 1.0)", "bench sweep sweeps/ablation-csra-lambda-cpu.yaml")
 
 
 def csra_table7(data: ReportData) -> str:
@@ -311,4 +366,5 @@ def probmcl_overlap(data: ReportData) -> str:
 def all_tables(data: ReportData) -> list[str]:
     nodes = "ablation-imlgcn-nodes-cpu"  # Table 3's sweep; the main suite's rows otherwise
     return [probmcl_table1(data), probmcl_table3(data), probmcl_overlap(data), imlgcn_table1(data),
-            imlgcn_table3(data, nodes if data.suites.get(nodes) else MAIN_SUITE), csra_table1(data), csra_table6(data), csra_table7(data), csra_table8(data)]
+            imlgcn_table3(data, nodes if data.suites.get(nodes) else MAIN_SUITE), csra_table1(data), csra_table6(data), csra_fig5(data), csra_table7(data),
+            csra_table8(data)]

@@ -118,9 +118,12 @@ def main(args: argparse.Namespace) -> int:
     rerun_stale = bool(getattr(args, "rerun_stale", False))
     command = _rerun_command(args)
     if args.dry_run:  # reads the store (and the scheduler if jobs were submitted); writes nothing
+        from bench.spec.weights import dry_run_lines, scratch_mark
+
+        print("\n".join(dry_run_lines(suite.name, jobs)))
         print(f"{'job_id':<22} {'label':<18} {'seed':>4}  state")
         for st in statuses:
-            print(f"{st.job.job_id:<22} {st.job.display_name:<18} {st.job.seed:>4}  {st.state}")
+            print(f"{st.job.job_id:<22} {st.job.display_name:<18} {st.job.seed:>4}  {st.state}{scratch_mark(st.job.backbone)}")
         counts = summarize(statuses)
         print(f"{len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
         if rerun_stale:

@@ -50,6 +50,9 @@ def main(args: argparse.Namespace) -> int:
         check_local_device([j.budget for j in jobs], args.device)
     if args.dry_run:  # reads the store and the scheduler; writes nothing
         statuses, _ = job_statuses(jobs, store)
+        from bench.spec.weights import dry_run_lines
+
+        print("\n".join(dry_run_lines(sweep.name, jobs)))
         print(f"{'job_id':<22} {'label':<28} {'seed':>4}  {'state':<10} hparams")
         for st in statuses:
             defaults = methods.get(st.job.method).defaults

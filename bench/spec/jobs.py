@@ -35,13 +35,20 @@ DERIVED_KEYS: dict[str, tuple[str, ...]] = {
 NEUTRAL_DEFAULTS: dict[str, dict[str, Any]] = {
     # before bench/train/: fp32, no EMA, one micro-batch per step; a job that finished then had
     # no non-finite step, so any bound computes what it computed
-    "budget": {k: RUNTIME_DEFAULTS[k] for k in SEMANTIC_KEYS},
+    # before issue #20 a contrastive stage took the suite's augmentation and backbone scale
+    "budget": {**{k: RUNTIME_DEFAULTS[k] for k in SEMANTIC_KEYS}, "contrastive_recipe": "shared"},
 }
 
 
 def identity_fields(semantic: Mapping[str, Any]) -> dict[str, Any]:
-    """The semantic fields as hashed: DERIVED_KEYS dropped, NEUTRAL_DEFAULTS at their value dropped."""
+    """The semantic fields as hashed: DERIVED_KEYS dropped, NEUTRAL_DEFAULTS at their value dropped,
+    and a registry-resolved backbone's ``pretrained_path`` (the machine's cache path): its weights
+    block (tag, source) and ``weights_sha256`` identify the file (bench/spec/weights.py)."""
     out = dict(semantic)
+    backbone = out.get("backbone")
+    if isinstance(backbone, Mapping) and isinstance(backbone.get("weights"), Mapping):
+        options = {k: v for k, v in dict(backbone.get("options") or {}).items() if k != "pretrained_path"}
+        out["backbone"] = {**backbone, "options": options}
     for section in set(DERIVED_KEYS) | set(NEUTRAL_DEFAULTS):
         if isinstance(out.get(section), Mapping):
             neutral = NEUTRAL_DEFAULTS.get(section, {})

@@ -41,9 +41,14 @@ def check_backbone(where: str, backbone: Mapping[str, Any], resolution: Any) -> 
     weights = options.get("weights")
     if weights is not None and not isinstance(weights, str):
         raise SpecError(f"{where}: backbone.options.weights={weights!r} must be imagenet, in-domain or a file path")
-    if weights == "imagenet" and name not in NAMED_WEIGHTS:
-        raise SpecError(f"{where}: backbone.options.weights=imagenet: no offline ImageNet weights for {name!r} "
-                        f"(known: {', '.join(NAMED_WEIGHTS)}); give a local file path instead")
+    from bench.spec.weights import REGISTRY, check_declared
+
+    if weights == "imagenet" and name not in NAMED_WEIGHTS and name not in REGISTRY:
+        raise SpecError(f"{where}: backbone.options.weights=imagenet: no ImageNet weights known for {name!r} "
+                        f"(known: {', '.join([*NAMED_WEIGHTS, *REGISTRY])}); give a local file path instead")
+    if weights == "none" and name == "smallcnn":
+        raise SpecError(f"{where}: backbone.options.weights=none is for timm backbones; smallcnn without "
+                        "weights: remove the key")
     if weights == "in-domain" and name != "smallcnn":
         raise SpecError(f"{where}: backbone.options.weights=in-domain is made for smallcnn only, not {name!r}")
     if name == "smallcnn":
@@ -61,6 +66,7 @@ def check_backbone(where: str, backbone: Mapping[str, Any], resolution: Any) -> 
         if not timm.is_model(name):
             raise SpecError(f"{where}: unknown backbone {name!r}: neither 'smallcnn' nor a timm model "
                             "name (timm.list_models() lists them)")
+    check_declared(where, name, options)  # a timm backbone says imagenet, a file, or none
     low = min_resolution(name)
     if not is_int(resolution) or resolution < low:
         raise SpecError(f"{where}: budget.resolution={resolution!r} must be an integer >= {low} "

@@ -175,6 +175,11 @@ def _normalizations() -> tuple[str, ...]:
     return tuple(NORMALIZATIONS)
 
 
+def _contrastive_recipes() -> tuple[str, ...]:
+    from bench.spec.protocol import CONTRASTIVE_RECIPES
+    return tuple(CONTRASTIVE_RECIPES)
+
+
 def _optimizers() -> tuple[str, ...]:
     from bench.train.optim import OPTIMIZERS
     return tuple(OPTIMIZERS)
@@ -213,6 +218,9 @@ BUDGET: tuple[Key, ...] = (
     Key("eval_batch_size", 256, Int(1), "images per evaluation batch"),
     Key("stage_split", None, Rule("null or a list of epochs >= 0 per stage summing to budget.epochs={epochs}",
                                   _split_ok), "epochs per training stage of a two-stage method (null: its own split)"),
+    Key("contrastive_recipe", "method", Choice(_contrastive_recipes),
+        "a contrastive stage under equal budget: 'method' = its method's own views and backbone lr "
+        "(ProbMCL: RandAugment, one lr, as the paper; bench/spec/protocol.py), 'shared' = the suite's"),
     *(Key(k, v, Runtime(_RUNTIME_DOCS[k][0]), _RUNTIME_DOCS[k][1]) for k, v in RUNTIME_DEFAULTS.items()),
 )
 

@@ -332,16 +332,24 @@ def recipe_budget(suite: SuiteSpec, method: str) -> tuple[dict[str, Any], dict[s
             optimizer["weight_decay_mode"] = None  # SGD recipes (CSRA, ML-GCN) stay coupled
     optimizer["name"], optimizer["weight_decay_mode"] = effective_optimizer(
         optimizer["name"], optimizer.get("weight_decay_mode"))
-    return budget, optimizer
+    from bench.spec.protocol import contrastive_stage
+
+    return contrastive_stage(budget, suite.protocol, method, method_stages(method)), optimizer
 
 
-def weights_identity(backbone: Mapping[str, Any]) -> Mapping[str, Any]:
+def weights_identity(backbone: Mapping[str, Any], where: str = "suite") -> Mapping[str, Any]:
     """The backbone block with the weights file's sha256 in its options, so the job id changes
     when the weights do: the registry's fixed sha256 for ``weights: imagenet``, the file's own
     for a local path (checked again when the weights load). ``in-domain`` weights are identified
-    by their recipe in the code fingerprint (bench/run/pretrain.py)."""
+    by their recipe in the code fingerprint (bench/run/pretrain.py). ``weights: imagenet`` of a
+    timm backbone (bench.spec.weights.REGISTRY) resolves to the cached hub file, its sha256, tag
+    and source; ``weights: none`` is removed (from scratch)."""
     options = dict(backbone.get("options") or {})
     weights = options.get("weights") or options.get("pretrained_path")
+    from bench.spec.weights import REGISTRY, resolve_backbone
+
+    if weights in ("imagenet", "none") and (weights == "none" or backbone["name"] in REGISTRY):
+        return resolve_backbone(backbone, where)  # the timm hub file in the local cache (or none)
     if not weights or weights == "in-domain" or options.get("weights_sha256"):
         return backbone
     from methods.backbones import NAMED_WEIGHTS, file_sha256
@@ -357,7 +365,7 @@ def expand_jobs(suite: SuiteSpec, seeds: tuple[int, ...] | None = None,
                 data_root: str | None = None) -> list[JobSpec]:
     """One JobSpec per (row, seed), rows in suite order, seeds inner."""
     jobs = []
-    backbone = weights_identity(suite.backbone)
+    backbone = weights_identity(suite.backbone, suite.source or suite.name)
     for row in suite.rows:
         budget, optimizer = recipe_budget(suite, row.method)
         for seed in seeds or suite.seeds:

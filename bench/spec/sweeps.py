@@ -37,11 +37,12 @@ from bench.spec.jobs import JobSpec
 from bench.spec.schema import did_you_mean
 from bench.spec.suites import (BUDGET_DEFAULTS, EVALUATION_DEFAULTS, OPTIMIZER_DEFAULTS, SUITES_DIR,
                                SpecError, SuiteSpec, _merge, _named, check_finite, check_seeds, load_suite,
-                               read_spec_file, recipe_budget, spec_path, validate_suite, variant_name)
+                               read_spec_file, recipe_budget, spec_path, validate_suite, variant_name,
+                               weights_identity)
 
 TOP_KEYS = {"name", "description", "suite", "seeds", "search", "dataset", "backbone", "budget",
             "optimizer", "evaluation", "executor", "cluster", "notes"}
-ENTRY_KEYS = {"method", "hparams", "grid", "random", "label"}
+ENTRY_KEYS = {"method", "hparams", "grid", "random", "label", "budget"}
 RANDOM_KEYS = {"trials", "hparams", "seed"}
 
 
@@ -53,6 +54,7 @@ class SearchEntry:
     hparam_sets: tuple[Mapping[str, Any], ...]  # each fully resolved (defaults + overrides)
     varied: tuple[str, ...]  # names that vary (for labels)
     label: str = ""  # format string over the varied names, e.g. "tau={tau}"
+    budget: Mapping[str, Any] = field(default_factory=dict)  # this entry's budget overrides
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,10 @@ def _parse_entry(where: str, entry: Any) -> SearchEntry:
             resolved.append(spec.resolve(hp))
         except ValueError as err:
             raise SpecError(f"{where}: {err}") from None
-    return SearchEntry(spec.name, tuple(resolved), varied, str(entry.get("label", "")))
+    budget = entry.get("budget") or {}
+    if not isinstance(budget, Mapping):
+        raise SpecError(f"{where}: budget must be a mapping of budget keys (e.g. {{epochs: 33, stage_split: [26, 7]}})")
+    return SearchEntry(spec.name, tuple(resolved), varied, str(entry.get("label", "")), dict(budget))
 
 
 def _grid_draws(where: str, grid: Any, fixed: dict[str, Any]) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
@@ -216,18 +221,33 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _entry_suite(base: SuiteSpec, entry: SearchEntry) -> SuiteSpec:
+    """The base suite with the entry's own budget overrides (validated like the suite's)."""
+    if not entry.budget:
+        return base
+    unknown = sorted(set(entry.budget) - set(BUDGET_DEFAULTS))
+    if unknown:
+        raise SpecError(f"search entry {entry.method!r}: unknown budget key {unknown[0]!r}")
+    from bench.spec.suites import MethodRow
+
+    only = (MethodRow(entry.method, dict(entry.hparam_sets[0]) if entry.hparam_sets else {}),)
+    return validate_suite(replace(base, budget={**base.budget, **entry.budget}, rows=only),
+                          f"search entry {entry.method!r}{' ' + entry.label if entry.label else ''}")
+
+
 def expand_sweep(sweep: SweepSpec, seeds: tuple[int, ...] | None = None,
                  data_root: str | None = None) -> list[JobSpec]:
     """One JobSpec per (entry, hparam set, seed), in file order, seeds inner; duplicates dropped."""
     jobs: dict[str, JobSpec] = {}
     base = sweep.base
+    backbone = weights_identity(base.backbone, sweep.source)  # as a suite's jobs: same ids
     for entry in sweep.entries:
-        budget, optimizer = recipe_budget(base, entry.method)
+        budget, optimizer = recipe_budget(_entry_suite(base, entry), entry.method)
         for hp in entry.hparam_sets:
             label = _label(entry, hp)
             for seed in seeds or sweep.seeds:
                 job = JobSpec(method=entry.method, hparams=dict(hp), dataset=base.dataset,
-                              backbone=base.backbone, budget=budget, optimizer=optimizer,
+                              backbone=backbone, budget=budget, optimizer=optimizer,
                               protocol=base.protocol, evaluation=base.evaluation, seed=int(seed),
                               label=label, suite=sweep.name, data_root=data_root)
                 jobs.setdefault(job.job_id, job)

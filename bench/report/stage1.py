@@ -1,0 +1,131 @@
+"""REPORT.md's "ProbMCL: stage-1 budget" section (issue #20): ProbMCL at several contrastive
+budgets with the probe fixed, the probe-only control (no contrastive stage), and the default
+suite's baseline and equal-budget ProbMCL rows for reference; one plot of test mAP vs
+contrastive epochs. Renders from whatever records exist; a missing sweep is a pending line
+with its command."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from bench.evaluate import convergence, stats
+from bench.report.common import DASH, ReportData, fmt, md_table, test_metric
+
+STAGE1_SUITE = "ablation-probmcl-stage1-cpu"
+PROBE_SUITE = "ablation-probmcl-probe-only-cpu"
+MAIN_SUITE = "default"
+FIGURE = "probmcl-stage1-budget.png"
+
+
+def contrastive_epochs(record: Mapping[str, Any]) -> int:
+    """Epochs of the record's contrastive stage (0 when it has none)."""
+    for stage in record.get("stages") or []:
+        if stage.get("name") == "contrastive":
+            return int(stage.get("epochs") or 0)
+    return 0
+
+
+def _total_epochs(record: Mapping[str, Any]) -> int:
+    return int(record.get("epochs") or record["job"]["budget"].get("epochs") or 0)
+
+
+def _row(data: ReportData, where: str, label: str, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    maps = stats.mean_ci([test_metric(r) for r in runs])
+    drops, ok = [], 0
+    for r in runs:
+        a = data.health(r).assessment or convergence.assess(r)
+        drops += [s["value"] for s in a["stages"] if s["stage"] == "contrastive" and s["value"] is not None]
+        ok += bool(a["converged"])
+    return {"where": where, "label": label, "contrastive": contrastive_epochs(runs[0]),
+            "total": _total_epochs(runs[0]), "map": maps,
+            "seconds": sum(r["timing"]["train_s"] for r in runs) / len(runs),
+            "drop": (sum(drops) / len(drops)) if drops else None, "converged": f"{ok}/{len(runs)}",
+            "series": "reference" if where == MAIN_SUITE else ("shared" if "shared" in label else "paper")}
+
+
+def rows(data: ReportData) -> list[dict[str, Any]]:
+    out = []
+    for suite in (STAGE1_SUITE, PROBE_SUITE):
+        for label in data.labels(suite):
+            out.append(_row(data, suite, label, data.runs(suite, label)))
+    out.sort(key=lambda r: (r["series"], r["contrastive"], r["label"]))
+    for method in ("baseline", "probmcl"):
+        label = data.label_for(MAIN_SUITE, method)
+        if label is not None:
+            out.append(_row(data, MAIN_SUITE, label, data.runs(MAIN_SUITE, label)))
+    return out
+
+
+def _cell_map(ci: stats.MeanCI) -> str:
+    if ci.n == 0:
+        return DASH
+    return f"{ci.mean:.1f} ± {ci.sd:.2f} (sd, {ci.n} seeds)" if ci.n > 1 else f"{ci.mean:.1f} (1 seed)"
+
+
+def section(data: ReportData, figures_dir: Path, link_dir: Path, output: Path) -> tuple[list[str], list[Path]]:
+    out = ["## ProbMCL: stage-1 budget", "",
+           "Does ProbMCL's gap at CPU scale come from the method or from a contrastive stage cut off "
+           "mid-descent? The paper trains 80 contrastive + 40 classification epochs (Sec. 4, Implementation "
+           "Details); the default suite's equal budget gives 13 + 7. Here the probe stays at 7 epochs and stage 1 "
+           "varies; the probe-only control has no contrastive stage. 'stage-1 loss drop' = relative drop of the "
+           "contrastive loss over the stage's last 25 % of epochs (at least "
+           f"{convergence.MIN_WINDOW}); the stage converged when it is below {convergence.MAX_LOSS_DROP_PERCENT:g} %. "
+           "'converged' = seeds whose every stage passes the rule.", ""]
+    found = rows(data)
+    for suite in (STAGE1_SUITE, PROBE_SUITE):
+        if not data.suites.get(suite):
+            out += [f"Pending: no `{suite}` records yet. Produce them with `bench sweep sweeps/{suite}.yaml`.", ""]
+    sweep_rows = [r for r in found if r["where"] != MAIN_SUITE]
+    if not found:
+        return out, []
+    table = [[f"{r['label']} (`{r['where']}`)" + (" — reference, equal budget" if r["where"] == MAIN_SUITE else ""),
+              str(r["contrastive"]), str(r["total"]), _cell_map(r["map"]), fmt(r["seconds"], 1),
+              DASH if r["drop"] is None else f"{fmt(r['drop'], 1)} %", r["converged"]] for r in found]
+    out += [md_table(["Row", "contrastive epochs", "total epochs", "test mAP (mean ± sd over seeds)",
+                      "train s/run", "stage-1 loss drop, last 25 %", "converged"], table), ""]
+    paths = []
+    if sweep_rows and _figure(found, figures_dir / FIGURE):
+        link = os.path.relpath(link_dir / FIGURE, output.parent).replace(os.sep, "/")
+        out += ["**ProbMCL: test mAP vs contrastive epochs (probe fixed at 7 epochs)**", "",
+                f"![ProbMCL: test mAP vs contrastive epochs]({link})", ""]
+        paths.append(figures_dir / FIGURE)
+    return out, paths
+
+
+def _figure(found: Sequence[Mapping[str, Any]], path: Path) -> bool:
+    from bench.report import plots
+
+    plt = plots.plt
+    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    span: list[float] = []
+    styles = {"paper": ("o", "tab:blue", "ProbMCL, paper stage-1 recipe"),
+              "shared": ("s", "tab:green", "ProbMCL, shared (pre-#20) recipe")}
+    for series, (marker, color, name) in styles.items():
+        pts = sorted((r for r in found if r["series"] == series), key=lambda r: r["contrastive"])
+        if not pts:
+            continue
+        xs = [r["contrastive"] for r in pts]
+        means = [r["map"].mean for r in pts]
+        errs = [0.0 if math.isnan(r["map"].sd) else r["map"].sd for r in pts]
+        ax.errorbar(xs, means, yerr=errs, marker=marker, color=color, capsize=3, linestyle="-" if series == "paper"
+                    else "none", label=f"{name} (mean ± sd over seeds)")
+        span += [m + e for m, e in zip(means, errs)] + [m - e for m, e in zip(means, errs)]
+    for r in found:
+        if r["where"] == MAIN_SUITE and r["map"].n:
+            color = "gray" if r["label"] == "baseline" else "tab:red"
+            ax.axhline(r["map"].mean, linestyle=":", color=color,
+                       label=f"reference: {r['label']} (`{MAIN_SUITE}`, {r['contrastive']} + "
+                             f"{r['total'] - r['contrastive']} epochs)")
+            span.append(r["map"].mean)
+    if not span:
+        plt.close(fig)
+        return False
+    ax.set_ylim(*plots.y_limits(span))
+    ax.set_xlabel("contrastive (stage-1) epochs; probe 7 epochs")
+    ax.set_ylabel("test mAP (%)")
+    ax.set_title("ProbMCL: stage-1 budget", fontsize=9)
+    plots.legend_below(fig, [ax])
+    plots.save(fig, path)
+    return True
