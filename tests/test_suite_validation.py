@@ -235,7 +235,11 @@ def test_set_on_the_command_line(tmp_path):
     other = run_bench("run", "--suite", str(path), "--dry-run", "--results", str(results),
                       "--set", "budget.epochs=3", "--set", "optimizer.lr=1e-3")
     assert ok.returncode == 0 and other.returncode == 0, ok.stderr + other.stderr
-    assert ok.stdout.split("\n")[1].split()[0] != other.stdout.split("\n")[1].split()[0]  # job ids
+    def first_job_id(out: str) -> str:  # the row after the table header (a weights line may come first)
+        lines = out.split("\n")
+        return lines[next(i for i, ln in enumerate(lines) if ln.startswith("job_id")) + 1].split()[0]
+
+    assert first_job_id(ok.stdout) != first_job_id(other.stdout)  # job ids
     bad = run_bench("run", "--suite", str(path), "--results", str(results), "--no-report",
                     "--set", "optimizer.lr=-2e-3")
     _one_line_exit_2(bad, "--set optimizer.lr=-2e-3", "optimizer.lr")
