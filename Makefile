@@ -47,7 +47,7 @@ test: $(VENV)/.installed
 # The training-free trick's Lambda curve needs no sweep: every default-suite record with a linear
 # head carries it (evaluation.trick_lambdas, 3 seeds); sweeps/ablation-trick-lambda-cpu.yaml adds
 # Table 1's exact Lambdas when wanted (`bench sweep sweeps/ablation-trick-lambda-cpu.yaml`).
-CPU_SWEEPS = csra-heads csra-lambda csra-mode csra-norm imlgcn-nodes probmcl-tau probmcl-alpha probmcl-lambda probmcl-overlap probmcl-stage2
+CPU_SWEEPS = csra-heads csra-lambda csra-mode csra-norm imlgcn-nodes probmcl-tau probmcl-alpha probmcl-lambda probmcl-overlap probmcl-stage2 probmcl-probe-only probmcl-stage1
 .PHONY: ablations
 ablations: $(VENV)/.installed
 	for s in $(CPU_SWEEPS); do $(VENV)/bin/bench sweep sweeps/ablation-$$s-cpu.yaml --executor local --rerun-stale || exit 1; done

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bench.data import embedded as E
+from bench.data import embedded_sources as S
 from bench.data import load as registry_load
 from bench.data.base import DataError, fingerprint_arrays
 
@@ -129,13 +130,13 @@ def test_bad_options_raise_one_line_data_error(tmp_path, options, message):
 
 
 def test_fashion_variant_absent_names_apt_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(E, "FASHION_DIR", tmp_path / "missing")
-    E._load_source.cache_clear()
+    monkeypatch.setattr(S, "FASHION_DIR", tmp_path / "missing")  # where the loader reads it
+    S._load_source.cache_clear()
     try:
         with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
             _load(tmp_path, variant="fashion")
     finally:
-        E._load_source.cache_clear()
+        S._load_source.cache_clear()
 
 
 @pytest.mark.skipif(not (E.FASHION_DIR / "train-labels-idx1-ubyte.gz").is_file(),

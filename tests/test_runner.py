@@ -26,7 +26,7 @@ def _job(tmp_path, **kw) -> JobSpec:
 
 
 def test_same_seed_same_metrics_and_record_fields(tmp_path):
-    job = _job(tmp_path)
+    job = _job(tmp_path, epochs=4)  # the convergence window needs 3 epochs and the one before
     a = run_job(job, Store(tmp_path / "a"), progress=False)
     b = run_job(job, Store(tmp_path / "b"), progress=False)
     assert a["metrics"] == b["metrics"]

@@ -140,5 +140,5 @@ def test_bad_runtime_key_is_one_line_exit_2_and_records_nothing(tmp_path, key, v
 
 def test_the_loop_lives_in_the_train_package():
     """bench/run/runner.py orchestrates; no optimiser step or backward pass of its own."""
-    text = (REPO / "bench" / "runner.py").read_text()
+    text = (REPO / "bench" / "run" / "runner.py").read_text()
     assert ".backward(" not in text and "opt.step(" not in text and "zero_grad" not in text

@@ -126,8 +126,11 @@ def convergence(history: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """{window, last_quarter_gain, trend_gain, converged, rule} of the selection stage (the old
     record field; :func:`assess` gives every stage)."""
     sel = assess({"history": history})["selection"]
-    if sel is None or sel["window"] is None:
+    if sel is None:
         return {"window": None, "last_quarter_gain": None, "converged": None, "rule": RULE}
+    if sel["window"] is None:  # too short to assess: not converged by the rule, and why
+        return {"window": None, "last_quarter_gain": None, "converged": False, "reason": sel.get("reason"),
+                "rule": RULE}
     return {"window": sel["window"], "last_quarter_gain": sel["value"], "trend_gain": sel["trend"],
             "converged": sel["converged"], "rule": RULE}
 
