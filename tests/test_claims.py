@@ -349,7 +349,11 @@ def test_convergence_recomputed_from_history_every_stage(today):
     stage1 = assess(prob)["earlier"][0]
     assert stage1["stage"] == "contrastive" and stage1["statistic"] == "loss_drop" and stage1["value"] > 2.0
     assert data.health(prob).earlier_not_converged
-    assert _today(today, "ProbMCL beats ASL").status == claims.STAGE_INCONCLUSIVE
+    beats_asl = _today(today, "ProbMCL beats ASL")
+    assert beats_asl.status == claims.STAGE_INCONCLUSIVE
+    # the ledger says why no converged ProbMCL evidence exists: the stage-1 budget sweep's longest point
+    assert "stage-1 budget sweep `ablation-probmcl-stage1-cpu` (13 / 26 / 52 contrastive epochs" in beats_asl.measured
+    assert "no budget's stage 1 converged (the longest, 52 epochs, still drops" in beats_asl.measured
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 from collections import Counter
@@ -117,7 +118,7 @@ def _methods_section(data: ReportData, suite: str) -> list[str]:
         rows.append([name, runs[0]["job"]["method"], str(len(runs)), *cells, fmt_ci(last), _gain(data, runs),
                      _earlier(data, runs),
                      fmt(runs[0].get("model", {}).get("params_m"), 3),
-                     fmt(sum(r["timing"]["train_s"] for r in runs) / len(runs), 1), _flags(data, runs)])
+                     fmt(statistics.median(r["timing"]["train_s"] for r in runs), 1), _flags(data, runs)])
         for rule, rule_name in TUNED_RULES:
             values = [fmt_ci(stats.mean_ci([tuned_metric(r, rule, k) for r in runs])) for k in TUNED_METRICS]
             if any(v != "—" for v in values):
@@ -128,7 +129,7 @@ def _methods_section(data: ReportData, suite: str) -> list[str]:
     for key in ("CF1", "OF1"):
         header += [f"{key} @0.5"] + [f"{key} {name}" for _, name in TUNED_RULES]
     out += [md_table(header + ["mAP (last epoch)", "val gain, last 25 % (points)",
-                               "earlier stage: training-loss drop, last 25 %", "params (M)", "train s/run",
+                               "earlier stage: training-loss drop, last 25 %", "params (M)", "train s/run (median)",
                                "flags"], rows), "",
             "Mean ± half-width of the 95 % t-interval over seeds (test split, epoch selected on validation; "
             "'last epoch' = no selection). Thresholds: '@0.5' = the fixed 0.5 threshold; 'val-tuned global' = one "

@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from bench.evaluate import stats
 from bench.report import paper_values as pv
+from bench.report import stage1
 from bench.report.common import ReportData, fmt, fmt_p, fmt_signed
 
 REPRODUCED = "reproduced"
@@ -240,6 +241,8 @@ def judge(data: ReportData, records: Sequence[Mapping[str, Any]], text: str, com
     earlier = earlier_stage_runs(data, records)
     if earlier:
         flags.append(f"earlier stage not converged: {', '.join(earlier)}")
+        if any(r["job"]["method"] == "probmcl" for r in records) and (sweep := stage1.ledger_line(data)):
+            flags.append(sweep)
         if status in EMPIRICAL:
             status = STAGE_INCONCLUSIVE
     slow = not_converged_runs(data, records)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -33,15 +34,19 @@ def _total_epochs(record: Mapping[str, Any]) -> int:
 
 def _row(data: ReportData, where: str, label: str, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     maps = stats.mean_ci([test_metric(r) for r in runs])
-    drops, ok = [], 0
+    drops, ok, stage1_ok = [], 0, 0
     for r in runs:
         a = data.health(r).assessment or convergence.assess(r)
-        drops += [s["value"] for s in a["stages"] if s["stage"] == "contrastive" and s["value"] is not None]
+        stage1 = [s for s in a["stages"] if s["stage"] == "contrastive"]
+        drops += [s["value"] for s in stage1 if s["value"] is not None]
+        stage1_ok += bool(stage1) and all(s["converged"] for s in stage1)
         ok += bool(a["converged"])
     return {"where": where, "label": label, "contrastive": contrastive_epochs(runs[0]),
             "total": _total_epochs(runs[0]), "map": maps,
-            "seconds": sum(r["timing"]["train_s"] for r in runs) / len(runs),
+            "seconds": statistics.median(r["timing"]["train_s"] for r in runs),
+            "spread": max(r["timing"]["train_s"] for r in runs) / max(min(r["timing"]["train_s"] for r in runs), 1e-9),
             "drop": (sum(drops) / len(drops)) if drops else None, "converged": f"{ok}/{len(runs)}",
+            "stage1_converged": stage1_ok, "seeds": len(runs),
             "series": "reference" if where == MAIN_SUITE else ("shared" if "shared" in label else "paper")}
 
 
@@ -58,6 +63,37 @@ def rows(data: ReportData) -> list[dict[str, Any]]:
     return out
 
 
+def ledger_line(data: ReportData) -> str:
+    """What the stage-1 budget sweep says about ProbMCL's converged evidence, for the ledger's
+    ProbMCL lines: the shortest budget whose contrastive stage converged on every seed, or why
+    none exists. Empty when the sweep has no records."""
+    points = sorted((r for r in rows(data) if r["where"] == STAGE1_SUITE and r["series"] == "paper"),
+                    key=lambda r: r["contrastive"])
+    if not points:
+        return ""
+    budgets = " / ".join(str(r["contrastive"]) for r in points)
+    where = f"stage-1 budget sweep `{STAGE1_SUITE}` ({budgets} contrastive epochs, probe 7; 'ProbMCL: stage-1 budget')"
+    done = [r for r in points if r["seeds"] and r["stage1_converged"] == r["seeds"]]
+    if done:
+        r = done[0]
+        return (f"{where}: stage 1 converges at {r['contrastive']} epochs on {r['seeds']} seeds, test mAP "
+                f"{_cell_map(r['map'])}")
+    last = points[-1]
+    drop = DASH if last["drop"] is None else f"{fmt(last['drop'], 1)} %"
+    return (f"{where}: no budget's stage 1 converged (the longest, {last['contrastive']} epochs, still drops "
+            f"{drop} over its last 25 %, rule < {convergence.MAX_LOSS_DROP_PERCENT:g} %; test mAP "
+            f"{_cell_map(last['map'])}), so no converged ProbMCL evidence exists at this scale")
+
+
+def _spread(found: Sequence[Mapping[str, Any]]) -> str:
+    """How far one row's seeds disagree on seconds: a shared machine's load, not the method."""
+    worst = max(found, key=lambda r: r["spread"], default=None)
+    if worst is None or worst["spread"] < 1.5:
+        return "seeds of a row agree within 1.5x"
+    return (f"the seeds of '{worst['label']}' differ {worst['spread']:.1f}x in train seconds: the machine's load "
+            "varied between runs, so read cost in epochs first")
+
+
 def _cell_map(ci: stats.MeanCI) -> str:
     if ci.n == 0:
         return DASH
@@ -65,6 +101,7 @@ def _cell_map(ci: stats.MeanCI) -> str:
 
 
 def section(data: ReportData, figures_dir: Path, link_dir: Path, output: Path) -> tuple[list[str], list[Path]]:
+    found = rows(data)
     out = ["## ProbMCL: stage-1 budget", "",
            "Does ProbMCL's gap at CPU scale come from the method or from a contrastive stage cut off "
            "mid-descent? The paper trains 80 contrastive + 40 classification epochs (Sec. 4, Implementation "
@@ -72,8 +109,8 @@ def section(data: ReportData, figures_dir: Path, link_dir: Path, output: Path) -
            "varies; the probe-only control has no contrastive stage. 'stage-1 loss drop' = relative drop of the "
            "contrastive loss over the stage's last 25 % of epochs (at least "
            f"{convergence.MIN_WINDOW}); the stage converged when it is below {convergence.MAX_LOSS_DROP_PERCENT:g} %. "
-           "'converged' = seeds whose every stage passes the rule.", ""]
-    found = rows(data)
+           "'converged' = seeds whose every stage passes the rule. Seconds are the median over seeds "
+           f"({_spread(found)}).", ""]
     for suite in (STAGE1_SUITE, PROBE_SUITE):
         if not data.suites.get(suite):
             out += [f"Pending: no `{suite}` records yet. Produce them with `bench sweep sweeps/{suite}.yaml`.", ""]
@@ -84,7 +121,7 @@ def section(data: ReportData, figures_dir: Path, link_dir: Path, output: Path) -
               str(r["contrastive"]), str(r["total"]), _cell_map(r["map"]), fmt(r["seconds"], 1),
               DASH if r["drop"] is None else f"{fmt(r['drop'], 1)} %", r["converged"]] for r in found]
     out += [md_table(["Row", "contrastive epochs", "total epochs", "test mAP (mean ± sd over seeds)",
-                      "train s/run", "stage-1 loss drop, last 25 %", "converged"], table), ""]
+                      "train s/run (median over seeds)", "stage-1 loss drop, last 25 %", "converged"], table), ""]
     paths = []
     if sweep_rows and _figure(found, figures_dir / FIGURE):
         link = os.path.relpath(link_dir / FIGURE, output.parent).replace(os.sep, "/")
