@@ -392,6 +392,9 @@ def test_report_tables_thresholds_tdrg_stage1_and_orphans(report_text):
     s1 = text[text.index("## ProbMCL: stage-1 budget"):text.index("## The papers' tables")]
     assert "probmcl (`default`) — reference, equal budget | 13 | 20 | 49.3 ± 0.24 (sd, 3 seeds)" in s1
     assert "bench sweep sweeps/ablation-probmcl-stage1-cpu.yaml" in s1 or "stage1=" in s1
+    # the controls sit in the same table, each with its recipe; only the paper-recipe budgets form the line
+    assert "| probmcl stage2=fine-tune (`ablation-probmcl-stage2-cpu`) | 13 | 20 | 53.3" in s1
+    assert "| shared, fine tune |" in s1 and "| method, linear probe, raw h |" in s1
     assert "inconclusive (underpowered): " in text[text.index("Counts:"):]
 
 

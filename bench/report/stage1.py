@@ -16,6 +16,7 @@ from bench.report.common import DASH, ReportData, fmt, md_table, test_metric
 
 STAGE1_SUITE = "ablation-probmcl-stage1-cpu"
 PROBE_SUITE = "ablation-probmcl-probe-only-cpu"
+STAGE2_SUITE = "ablation-probmcl-stage2-cpu"  # its fine-tune point: the stage-2 control
 MAIN_SUITE = "default"
 FIGURE = "probmcl-stage1-budget.png"
 
@@ -47,7 +48,32 @@ def _row(data: ReportData, where: str, label: str, runs: Sequence[Mapping[str, A
             "spread": max(r["timing"]["train_s"] for r in runs) / max(min(r["timing"]["train_s"] for r in runs), 1e-9),
             "drop": (sum(drops) / len(drops)) if drops else None, "converged": f"{ok}/{len(runs)}",
             "stage1_converged": stage1_ok, "seeds": len(runs),
-            "series": "reference" if where == MAIN_SUITE else ("shared" if "shared" in label else "paper")}
+            "series": _series(where, label, runs[0]), "recipe": _recipe(runs[0])}
+
+
+def _series(where: str, label: str, record: Mapping[str, Any]) -> str:
+    """'paper' = the budget line of the plot; 'shared' = the pre-#20 recipe; 'control' = a table-only row."""
+    if where == MAIN_SUITE:
+        return "reference"
+    if "shared" in label:
+        return "shared"
+    hp = _hparams(record)
+    control = hp.get("probe_input", "normalised") != "normalised" or hp.get("stage2", "linear-probe") != "linear-probe"
+    return "control" if control else "paper"
+
+
+def _hparams(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    return record.get("hparams_resolved") or record["job"].get("hparams") or {}
+
+
+def _recipe(record: Mapping[str, Any]) -> str:
+    """'<stage-1 recipe>, <stage 2>': what a row trains, beside its label."""
+    hp = _hparams(record)
+    # records made before budget.contrastive_recipe existed carry no key: they are the shared reading
+    recipe = record["job"]["budget"].get("contrastive_recipe") or "shared"
+    stage2 = str(hp.get("stage2", "linear-probe")).replace("-", " ")
+    probe = ", raw h" if hp.get("probe_input", "normalised") != "normalised" else ""
+    return f"{recipe}, {stage2}{probe}" if record["job"]["method"] == "probmcl" else DASH
 
 
 def rows(data: ReportData) -> list[dict[str, Any]]:
@@ -55,7 +81,12 @@ def rows(data: ReportData) -> list[dict[str, Any]]:
     for suite in (STAGE1_SUITE, PROBE_SUITE):
         for label in data.labels(suite):
             out.append(_row(data, suite, label, data.runs(suite, label)))
-    out.sort(key=lambda r: (r["series"], r["contrastive"], r["label"]))
+    for label in data.labels(STAGE2_SUITE):
+        runs = data.runs(STAGE2_SUITE, label)
+        if runs and _hparams(runs[0]).get("stage2") == "fine-tune":
+            out.append(_row(data, STAGE2_SUITE, label, runs))
+    order = {"paper": 0, "shared": 1, "control": 2}
+    out.sort(key=lambda r: (order[r["series"]], r["contrastive"], r["label"]))
     for method in ("baseline", "probmcl"):
         label = data.label_for(MAIN_SUITE, method)
         if label is not None:
@@ -106,7 +137,10 @@ def section(data: ReportData, figures_dir: Path, link_dir: Path, output: Path) -
            "Does ProbMCL's gap at CPU scale come from the method or from a contrastive stage cut off "
            "mid-descent? The paper trains 80 contrastive + 40 classification epochs (Sec. 4, Implementation "
            "Details); the default suite's equal budget gives 13 + 7. Here the probe stays at 7 epochs and stage 1 "
-           "varies; the probe-only control has no contrastive stage. 'stage-1 loss drop' = relative drop of the "
+           "varies; the controls: the probe alone (no contrastive stage), the probe on the raw encoder output (the paper "
+           f"reads unit-normalised h) and the encoder fine-tuned in stage 2 (`{STAGE2_SUITE}`, shared reading); "
+           "'recipe' = budget.contrastive_recipe (method = the paper's RandAugment views and one lr; shared = the "
+           "suite's views and backbone lr x0.1) and stage 2. 'stage-1 loss drop' = relative drop of the "
            "contrastive loss over the stage's last 25 % of epochs (at least "
            f"{convergence.MIN_WINDOW}); the stage converged when it is below {convergence.MAX_LOSS_DROP_PERCENT:g} %. "
            "'converged' = seeds whose every stage passes the rule. Seconds are the median over seeds "
@@ -119,9 +153,9 @@ def section(data: ReportData, figures_dir: Path, link_dir: Path, output: Path) -
         return out, []
     table = [[f"{r['label']} (`{r['where']}`)" + (" — reference, equal budget" if r["where"] == MAIN_SUITE else ""),
               str(r["contrastive"]), str(r["total"]), _cell_map(r["map"]), fmt(r["seconds"], 1),
-              DASH if r["drop"] is None else f"{fmt(r['drop'], 1)} %", r["converged"]] for r in found]
+              DASH if r["drop"] is None else f"{fmt(r['drop'], 1)} %", r["converged"], r["recipe"]] for r in found]
     out += [md_table(["Row", "contrastive epochs", "total epochs", "test mAP (mean ± sd over seeds)",
-                      "train s/run (median over seeds)", "stage-1 loss drop, last 25 %", "converged"], table), ""]
+                      "train s/run (median over seeds)", "stage-1 loss drop, last 25 %", "converged", "recipe"], table), ""]
     paths = []
     if sweep_rows and _figure(found, figures_dir / FIGURE):
         link = os.path.relpath(link_dir / FIGURE, output.parent).replace(os.sep, "/")
