@@ -14,6 +14,7 @@ killed jobs reach a final state, zombies checked through /proc/PID/stat.
 from __future__ import annotations
 
 import os
+import stat
 import shutil
 import signal
 import socket
@@ -130,9 +131,16 @@ MaxArraySize=1001
 InactiveLimit=0
 SlurmctldTimeout=30
 SlurmdTimeout=30
-NodeName={self.host} NodeAddr=127.0.0.1 CPUs={NODE_CPUS} RealMemory=4000 State=UNKNOWN
+GresTypes=gpu
+NodeName={self.host} NodeAddr=127.0.0.1 CPUs={NODE_CPUS} RealMemory=4000 Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """)
+        # One schedulable fake GPU (slurm-notes.md): a job asking --gpus-per-node=1 runs with
+        # CUDA_VISIBLE_DEVICES=0 on a node where torch sees no CUDA -- a node without a working GPU.
+        fake = d / "fake-nvidia0"
+        if not fake.exists():
+            os.mknod(fake, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a /dev/null-like char device
+        (d / "gres.conf").write_text(f"AutoDetect=off\nName=gpu File={fake}\n")
         dbd = self.dir / "slurmdbd.conf"  # slurmdbd reads it next to SLURM_CONF
         dbd.write_text(f"""\
 AuthType=auth/munge

@@ -27,8 +27,26 @@ def hub(tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(root))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setitem(weights.REGISTRY, "test_resnet", {"tag": TAG, "pretraining": "test", "reason": "test"})
+    # test_resnet's own config says mean/std 0.5 (no feed normalisation gives it: see
+    # test_weights_whose_statistics_no_feed_gives_are_refused); here it stands for ImageNet weights
+    from timm.models import _registry
+
+    cfg = _registry._model_pretrained_cfgs[TAG]  # get_pretrained_cfg returns copies of it
+    monkeypatch.setattr(cfg, "mean", (0.485, 0.456, 0.406))
+    monkeypatch.setattr(cfg, "std", (0.229, 0.224, 0.225))
     weights._DIGESTS.clear()
     return root
+
+
+def test_weights_whose_statistics_no_feed_gives_are_refused(tmp_path, monkeypatch, capsys):
+    """timm's real config of test_resnet.r160_in1k says mean/std 0.5: a suite on those weights is
+    refused at load with one line naming the weights and their numbers (exit 2)."""
+    from bench.spec import weights
+
+    monkeypatch.setitem(weights.REGISTRY, "test_resnet", {"tag": TAG, "pretraining": "test", "reason": "test"})
+    assert bench("run", "--suite", str(suite_file(tmp_path)), "--dry-run") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and TAG in err[0] and "[0.5, 0.5, 0.5]" in err[0]
 
 
 def saved_state(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -79,7 +97,10 @@ def test_the_cached_file_loads_through_timm_and_through_our_resolver_tensor_for_
     reference = timm.create_model(TAG, pretrained=True).state_dict()  # timm's own hub route, offline
     assert all(torch.equal(reference[k], v) for k, v in state.items())
     backbone = resolve_backbone({"name": "test_resnet", "options": {"weights": "imagenet"}})
-    assert backbone["weights"] == {"tag": TAG, "source": f"hf:{REPO}/pytorch_model.bin"}
+    prep = timm.data.resolve_data_config(pretrained_cfg=timm.models.get_pretrained_cfg(TAG).to_dict())
+    assert backbone["weights"] == {"tag": TAG, "source": f"hf:{REPO}/pytorch_model.bin", "preprocessing": {
+        "mean": list(prep["mean"]), "std": list(prep["std"]), "interpolation": prep["interpolation"],
+        "crop_pct": prep["crop_pct"], "input_size": list(prep["input_size"])}}  # in the job id
     assert backbone["options"]["drop"] == ["fc."]  # timm pretrained_cfg.classifier
     net = build_backbone("test_resnet", 3, backbone["options"])  # the strict loader a job uses
     ours = net.model.state_dict()
@@ -117,12 +138,17 @@ def test_dry_run_lists_the_weights_each_backbone_loads(hub, tmp_path, capsys):
 
 
 def test_missing_weights_exit_2_naming_the_fetch_command_and_nothing_is_written(hub, tmp_path, capsys):
+    """A run stops at load with one line; a dry run shows the whole plan (every job), marks the
+    missing file with its fetch command, and exits 2 after printing (issue 25)."""
     results = tmp_path / "r"
-    for argv in (["--dry-run"], []):
-        assert bench("run", "--suite", str(suite_file(tmp_path)), "--results", str(results), *argv) == 2
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and f"run `bench weights fetch {TAG}`" in err
-        assert "Traceback" not in err
+    assert bench("run", "--suite", str(suite_file(tmp_path)), "--results", str(results)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"run `bench weights fetch {TAG}`" in err
+    assert "Traceback" not in err
+    assert bench("run", "--suite", str(suite_file(tmp_path)), "--results", str(results), "--dry-run") == 2
+    captured = capsys.readouterr()
+    assert captured.err == "" and f"{TAG} MISSING" in captured.out and f"bench weights fetch {TAG}" in captured.out
+    assert "2 jobs: 2 new" in captured.out  # the plan is whole: both rows
     assert not results.exists()
 
 
@@ -157,7 +183,7 @@ def test_every_paper_suite_declares_imagenet_weights():
 
     paper = [p for p in SUITES_DIR.glob("*.yaml")
              if p.stem.startswith(("coco-tables", "voc-tables")) or p.stem == "coco-small"]
-    assert len(paper) == 11
+    assert len(paper) == 12  # coco-tables-tresnetl-v2: the KMCL/ProbMCL authors' TResNet-L (issue 25)
     for path in paper:
         backbone = yaml.safe_load(path.read_text())["backbone"]
         assert backbone["options"]["weights"] == "imagenet" and backbone["name"] in REGISTRY, path.name

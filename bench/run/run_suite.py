@@ -88,7 +88,7 @@ def select_jobs(args: argparse.Namespace) -> tuple[list[JobSpec], SuiteSpec]:
     suite = load_suite(args.suite, getattr(args, "sets", None) or ())
     seeds = parse_seeds(args.seeds)
     data_root = args.data_root or os.environ.get("BENCH_DATA_ROOT")
-    jobs = expand_jobs(suite, seeds, data_root)
+    jobs = expand_jobs(suite, seeds, data_root, missing_weights_ok=bool(getattr(args, "dry_run", False)))
     if args.methods:
         wanted = {w.strip() for w in args.methods.split(",")}
         unknown = wanted - {j.label for j in jobs} - {j.method for j in jobs}
@@ -106,8 +106,11 @@ def main(args: argparse.Namespace) -> int:
     name = args.executor or suite.executor.get("name", "local")
     cluster_overrides = check_run_flags(args, name, suite.cluster, suite.source)
     if name != "slurm":
+        from bench.run.devices import require_local
         from bench.train.precision import check_local_device
 
+        if not args.dry_run:
+            require_local(jobs, args.device, suite.name)  # a GPU suite never falls back to the CPU
         check_local_device([j.budget for j in jobs], args.device)
     args.results = resolve_root(args.results, suite.name)
     store = Store(args.results)
@@ -118,9 +121,11 @@ def main(args: argparse.Namespace) -> int:
     rerun_stale = bool(getattr(args, "rerun_stale", False))
     command = _rerun_command(args)
     if args.dry_run:  # reads the store (and the scheduler if jobs were submitted); writes nothing
+        from bench.run.plan import print_plan
         from bench.spec.weights import dry_run_lines, scratch_mark
 
         print("\n".join(dry_run_lines(suite.name, jobs)))
+        plan_problem = print_plan(jobs, name, {**suite.cluster, **cluster_overrides}, args.device)
         print(f"{'job_id':<22} {'label':<18} {'seed':>4}  state")
         for st in statuses:
             print(f"{st.job.job_id:<22} {st.job.display_name:<18} {st.job.seed:>4}  {st.state}{scratch_mark(st.job.backbone)}")
@@ -132,7 +137,11 @@ def main(args: argparse.Namespace) -> int:
                   "--rerun-stale: no stale record")
         else:
             print_stale(statuses, command)
-        return 0
+        return plan_problem
+    if name == "slurm":
+        from bench.run.plan import check_before_submit
+
+        check_before_submit(jobs, {**suite.cluster, **cluster_overrides})  # memory refused before sbatch
     check_writable(store.root / suite.name)
     if suite.overrides:
         write_variant(store.root, suite.name, suite.overrides, args.suite)
@@ -169,7 +178,7 @@ def main(args: argparse.Namespace) -> int:
               f"stale records; `{command}` restarts them from scratch")
     elif mixed:
         print(f"--rerun-stale: restarting {len(mixed)} interrupted job(s) started by other code from scratch")
-    if todo:
+    if todo and name != "slurm":  # on a cluster the first job builds the caches on its node (bench.run.slurm)
         _preflight(todo)
     for job in stale + mixed if rerun_stale and rank0 else []:
         store.job_dir(job).set_aside()
@@ -182,7 +191,9 @@ def main(args: argparse.Namespace) -> int:
         if restored:
             print(f"{len(restored)} stale rerun(s) did not finish: their old (stale) records are back in place")
     if name == "slurm":
-        print(f"submitted; follow with `bench status --suite {args.suite}`")
+        from bench.run.plan import submitted_line
+
+        print(submitted_line(summary, f"--suite {args.suite}", args.results, getattr(args, "sets", None)))
         return 0
     if not args.no_report and args.results == "results" and not suite.overrides and rank0:
         from bench.cli import main as cli_main

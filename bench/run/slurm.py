@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 from bench.errors import BenchError
 from bench.spec.cluster import CLUSTER_DEFAULTS, RUN_OPTIONS, parse_cluster, parse_cluster_overrides  # noqa: F401
+from bench.spec.cluster import slurm_parameters
 from bench.spec.jobs import JobSpec
 from bench.run.store import JobDir, Store, atomic_write_json
 
@@ -52,6 +53,7 @@ class SlurmJobRunner:
 
         job = JobSpec.from_dict(job_dict)
         threads = self.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or None
+        _start_checks(job, Store(self.results_root), self.device)  # no GPU: exit 2 here, in seconds
         try:
             record = run_job(job, Store(self.results_root), device=self.device, threads=threads,
                              progress=False)
@@ -79,6 +81,31 @@ class SlurmJobRunner:
                                                       "at": time.time()})
         return submitit.helpers.DelayedSubmission(SlurmJobRunner(self.results_root, self.device,
                                                                  self.threads), job_dict)
+
+
+def _start_checks(job: JobSpec, store: Store, device: str | None) -> None:
+    """First thing on the node: a GPU suite's job without CUDA stops with one line (stderr and the
+    job's error.txt; exit 2, no record, no cache built); then the job's input caches are built
+    once per cluster, under a lock in the cache folder: the first array task builds them, the
+    others wait and reuse them (the submitting machine builds nothing)."""
+    import fcntl
+    import sys
+
+    from bench.run.devices import require_device
+
+    try:
+        require_device(job.resources, device, f"job {job.job_id} ({job.display_name}, suite {job.suite})")
+    except BenchError as err:
+        print(f"bench: error: {err}", file=sys.stderr, flush=True)
+        store.job_dir(job).mark_failed(f"{err}\n")
+        raise SystemExit(2) from None
+    from bench.run.executors import prepare_inputs
+    from bench.run.runner import CACHE_DIR
+
+    Path(CACHE_DIR).mkdir(parents=True, exist_ok=True)
+    with open(Path(CACHE_DIR) / ".build.lock", "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # one builder per cache folder; the rest reuse its caches
+        prepare_inputs([job])
 
 
 def read_submission(jd: JobDir) -> dict[str, Any] | None:
@@ -110,30 +137,14 @@ class SlurmExecutor:
         self.device = options.get("device")
         self.threads = options.get("threads")
 
-    def _submitit_executor(self, folder: Path, count: int):
+    def _submitit_executor(self, folder: Path, count: int, resources: Mapping[str, Any] | None = None):
         import submitit
 
         if not shutil.which("sbatch"):
             raise BenchError("slurm executor: sbatch is not on PATH; run on a Slurm login node "
                              "or use --executor local")
-        c = self.cluster
-        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(c["max_requeues"]))
-        params: dict[str, Any] = {
-            "time": int(c["time_min"]), "cpus_per_task": int(c["cpus_per_task"]),
-            "nodes": int(c["nodes"]), "ntasks_per_node": int(c["tasks_per_node"]),
-            "array_parallelism": min(int(c["array_parallelism"]), count),
-            "job_name": str(c["job_name"]), "signal_delay_s": int(c["signal_delay_s"]),
-            "setup": [str(line) for line in c["setup"]],
-        }
-        for key in ("partition", "account", "qos"):
-            if c[key]:
-                params[key] = str(c[key])
-        if c["mem_gb"]:
-            params["mem"] = f"{c['mem_gb']}GB"
-        if c["gpus_per_node"]:
-            params["gpus_per_node"] = int(c["gpus_per_node"])
-        if c["sbatch"]:
-            params["additional_parameters"] = dict(c["sbatch"])
+        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(self.cluster["max_requeues"]))
+        params = slurm_parameters(self.cluster, resources, count)  # what --dry-run printed
         try:
             ex.update_parameters(**params)
         except ValueError as err:
@@ -151,7 +162,7 @@ class SlurmExecutor:
         arrays: list[str] = []
         for start in range(0, len(jobs), chunk):
             part = jobs[start:start + chunk]
-            ex = self._submitit_executor(folder, len(part))
+            ex = self._submitit_executor(folder, len(part), part[0].resources)
             sub_jobs = _map_array(ex, runner, [j.to_dict() for j in part])
             array_id = str(sub_jobs[0].job_id).split("_")[0]
             arrays.append(array_id)

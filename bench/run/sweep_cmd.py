@@ -38,21 +38,27 @@ def _rerun_command(args: argparse.Namespace) -> str:
 
 def main(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.spec, getattr(args, "sets", None) or ())
-    jobs = expand_sweep(sweep, parse_seeds(args.seeds), args.data_root or os.environ.get("BENCH_DATA_ROOT"))
+    jobs = expand_sweep(sweep, parse_seeds(args.seeds), args.data_root or os.environ.get("BENCH_DATA_ROOT"),
+                        missing_weights_ok=bool(args.dry_run))
     executor_name = args.executor or sweep.executor.get("name", "local")
     # every flag (and the cluster block) checked before anything runs
     cluster = {**sweep.cluster, **check_run_flags(args, executor_name, sweep.cluster, sweep.source)}
     args.results = resolve_root(args.results, sweep.name)
     store = Store(args.results)
     if executor_name != "slurm":
+        from bench.run.devices import require_local
         from bench.train.precision import check_local_device
 
+        if not args.dry_run:
+            require_local(jobs, args.device, sweep.name)  # a GPU suite never falls back to the CPU
         check_local_device([j.budget for j in jobs], args.device)
     if args.dry_run:  # reads the store and the scheduler; writes nothing
         statuses, _ = job_statuses(jobs, store)
+        from bench.run.plan import print_plan
         from bench.spec.weights import dry_run_lines
 
         print("\n".join(dry_run_lines(sweep.name, jobs)))
+        plan_problem = print_plan(jobs, executor_name, cluster, args.device)
         print(f"{'job_id':<22} {'label':<28} {'seed':>4}  {'state':<10} hparams")
         for st in statuses:
             defaults = methods.get(st.job.method).defaults
@@ -62,7 +68,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"{len(jobs)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
         if not getattr(args, "rerun_stale", False):
             print_stale(statuses, _rerun_command(args))
-        return 0
+        return plan_problem
+    if executor_name == "slurm":
+        from bench.run.plan import check_before_submit
+
+        check_before_submit(jobs, cluster)  # memory refused before sbatch
     check_writable(Path(args.results) / sweep.name)
     if sweep.overrides:
         write_variant(args.results, sweep.name, sweep.overrides, args.spec)
@@ -105,9 +115,9 @@ def main(args: argparse.Namespace) -> int:
             for job in stale:
                 store.job_dir(job).restore_aside()  # a failed rerun keeps the old record
     if executor_name == "slurm":
-        print(f"submitted {summary['submitted']} job(s) as array(s) {', '.join(summary['arrays'])}; "
-              f"logs in {summary['logs']}; follow with: bench status --sweep {args.spec}"
-              + (f" --results {args.results}" if args.results != "results" else ""))
+        from bench.run.plan import submitted_line
+
+        print(submitted_line(summary, f"--sweep {args.spec}", args.results, getattr(args, "sets", None)))
         return 0
     if summary.get("skipped"):
         print(f"{len(summary['skipped'])} job(s) skipped: another process is running them (not failures)")

@@ -76,6 +76,8 @@ class JobSpec:
     label: str = ""  # human-readable row name, e.g. "csra H=4"; not semantic
     suite: str = ""  # where it was asked for; not semantic
     data_root: str | None = field(default=None, compare=False)  # machine-specific; not semantic
+    #: where the job must run ({device: cuda, gpus: N}; None: anywhere); not semantic
+    resources: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def job_id(self) -> str:
@@ -88,7 +90,10 @@ class JobSpec:
         return self.label or self.method
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(canonical_json(asdict(self)))
+        out = json.loads(canonical_json(asdict(self)))
+        if out.get("resources") is None:
+            out.pop("resources", None)  # a job that runs anywhere: the dict records made before the key
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "JobSpec":

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from bench.errors import SpecError
-from bench.spec.cluster import CLUSTER_DEFAULTS
+from bench.spec.cluster import CLUSTER_DEFAULTS, CLUSTER_DOMAINS
 from bench.train.settings import PRECISIONS, RUNTIME_DEFAULTS
 
 
@@ -172,7 +172,7 @@ def _augmentations() -> tuple[str, ...]:
 
 def _normalizations() -> tuple[str, ...]:
     from bench.train.augment import NORMALIZATIONS
-    return tuple(NORMALIZATIONS)
+    return (*NORMALIZATIONS, "weights")
 
 
 def _contrastive_recipes() -> tuple[str, ...]:
@@ -214,7 +214,9 @@ BUDGET: tuple[Key, ...] = (
         "input side in pixels (checked against the backbone)"),
     Key("train_images", None, Int(1, null=True), "cap on training images (null: all)"),
     Key("augmentation", "shift", Choice(_augmentations), "training augmentation"),
-    Key("normalize", "none", Choice(_normalizations), "input normalisation"),
+    Key("normalize", "none", Choice(_normalizations),
+        "input normalisation; weights: the pretrained weights' own mean/std (timm's config), which a "
+        "contradicting value is refused against"),
     Key("eval_batch_size", 256, Int(1), "images per evaluation batch"),
     Key("stage_split", None, Rule("null or a list of epochs >= 0 per stage summing to budget.epochs={epochs}",
                                   _split_ok), "epochs per training stage of a two-stage method (null: its own split)"),
@@ -254,18 +256,29 @@ EVALUATION: tuple[Key, ...] = (
 _CLUSTER_DOCS = {
     "partition": "Slurm partition", "account": "Slurm account", "qos": "Slurm QOS",
     "time_min": "wall-clock limit of one attempt (a timed-out job is requeued and resumes)",
-    "cpus_per_task": "CPUs per task (and torch threads)", "mem_gb": "memory per node (null: the default)",
-    "gpus_per_node": "GPUs per node", "nodes": "nodes per job", "tasks_per_node": "tasks per node (DDP ranks)",
+    "cpus_per_task": "CPUs per task (and torch threads)",
+    "mem_gb": "memory per node (null: a GPU suite asks 64 GB per task, others the partition's default)",
+    "gpus_per_node": "GPUs per node (null: the suite's resources.gpus when resources.device is cuda)",
+    "nodes": "nodes per job", "tasks_per_node": "tasks per node (DDP ranks; a GPU suite: one per GPU)",
     "array_parallelism": "array tasks running at once", "sbatch": "extra sbatch options (a mapping)",
     "setup": "shell lines run before the job", "max_requeues": "preemptions / timeouts tolerated",
     "signal_delay_s": "USR2 this long before the time limit", "job_name": "Slurm job name",
+    "gpu_mem_gb": "memory of one GPU: a job whose estimated peak exceeds it is refused at load",
+    "gpu_tflops": "effective training TFLOP/s of one GPU assumed by the dry run's GPU-hour estimate",
 }
-_CLUSTER_SHAPES = {"sbatch": "a mapping", "setup": "a list of shell lines", "job_name": "a string",
-                   "partition": "a name or null", "account": "a name or null", "qos": "a name or null",
-                   "mem_gb": "a number or null", "max_requeues": "an integer >= 0",
-                   "gpus_per_node": "an integer >= 0", "signal_delay_s": "an integer >= 0"}
-CLUSTER: tuple[Key, ...] = tuple(Key(k, v, Shape(_CLUSTER_SHAPES.get(k, "an integer >= 1")), _CLUSTER_DOCS.get(k, ""))
+CLUSTER: tuple[Key, ...] = tuple(Key(k, v, Shape(CLUSTER_DOMAINS[k][1]), _CLUSTER_DOCS.get(k, ""))
                                  for k, v in CLUSTER_DEFAULTS.items())
+
+#: Where a suite's jobs must run. Not in the job id: a job computes the same on any device (the
+#: record says which); the Slurm executor asks for the GPUs, and a job of a cuda suite stops in
+#: its first seconds where CUDA is absent (bench/run/devices.py).
+DEVICES = ("any", "cuda")
+RESOURCES: tuple[Key, ...] = (
+    Key("device", "any", Choice(DEVICES),
+        "cuda: the suite needs CUDA GPUs (a job without one stops at once, exit 2; --device cpu runs it "
+        "on a CPU on purpose); any: whatever the machine has"),
+    Key("gpus", 1, Int(1), "GPUs per job when device is cuda (one DDP rank each); Slurm asks for them"),
+)
 
 NAMED: tuple[Key, ...] = (
     Key("name", None, Shape("a registered name (bench list)"), "a bare string means no options"),
@@ -290,13 +303,14 @@ TOP: tuple[Key, ...] = (
     Key("methods", None, Shape("a non-empty list of rows"), "required (section methods)"),
     Key("executor", {}, Shape("{name: local} or {name: slurm}"), "where jobs run (--executor overrides)"),
     Key("cluster", {}, Shape("a mapping"), "section cluster (slurm executor only)"),
+    Key("resources", {}, Shape("a mapping"), "section resources: the device a job needs (not in the job id)"),
     Key("notes", None, Shape("any text"), "free text"),
 )
 
 #: section name -> its keys; the order of docs/suite-keys.md.
 SECTIONS: dict[str, tuple[Key, ...]] = {
     "top level": TOP, "budget": BUDGET, "optimizer": OPTIMIZER, "evaluation": EVALUATION,
-    "dataset": NAMED, "backbone": NAMED, "methods": ROW, "cluster": CLUSTER,
+    "dataset": NAMED, "backbone": NAMED, "methods": ROW, "cluster": CLUSTER, "resources": RESOURCES,
 }
 
 

