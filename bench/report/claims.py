@@ -29,7 +29,8 @@ def text_claims(data: ReportData) -> list[Claim]:
         out = []
         for paper, where, claim, check in TEXT_CLAIMS:
             v = check(data)
-            out.append(Claim(paper, where, claim, v[0], v[1], getattr(v, "flag", ""), getattr(v, "arith", "")))
+            out.append(Claim(paper, where, claim, v[0], v[1], getattr(v, "flag", ""), getattr(v, "arith", ""),
+                             tuple(getattr(v, "tests", ())), getattr(v, "ours", ""), tuple(getattr(v, "records", ()))))
         return out
     data._text_claims = holm_pass(data, run)
     return data._text_claims
