@@ -55,10 +55,10 @@ def section(data: ReportData, suite: str = MAIN_SUITE) -> list[str]:
             if lab == data.label_for(suite, "baseline") or np.all(np.isnan(diff)):
                 continue
             i, j = int(np.nanargmax(diff)), int(np.nanargmin(diff))
-            total = float(np.nansum(diff))
-            share = "" if total <= 0 else f"; '{classes[i]}' carries {fmt(diff[i] / total, 2)} of the summed gain"
-            notes.append(f"{lab}: largest gain '{classes[i]}' {fmt_signed(diff[i], 1)}, largest loss '{classes[j]}' "
-                         f"{fmt_signed(diff[j], 1)}{share}")
+            n = int(np.sum(~np.isnan(diff)))
+            notes.append(f"{lab} ({fmt_signed(float(np.nanmean(diff)))} mAP): largest gain '{classes[i]}' "
+                         f"{fmt_signed(diff[i], 1)} AP ({fmt_signed(diff[i] / n)} mAP points), largest loss "
+                         f"'{classes[j]}' {fmt_signed(diff[j], 1)} AP ({fmt_signed(diff[j] / n)})")
         out += ["Difference from the baseline row, per row: " + "; ".join(notes) + ".", ""]
     return out
 
