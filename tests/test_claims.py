@@ -365,7 +365,8 @@ def test_convergence_recomputed_from_history_every_stage(today):
     assert beats_asl.status == claims.STAGE_CONTRADICTED
     # the ledger says why no converged ProbMCL evidence exists: the stage-1 budget sweep's longest point
     assert "stage-1 budget sweep `ablation-probmcl-stage1-cpu` (13 / 26 / 52 contrastive epochs" in beats_asl.measured
-    assert "no budget's stage 1 converged (the longest, 52 epochs, still drops" in beats_asl.measured
+    # issue 26: under the one calibrated loss rule the 52-epoch point passes on some seeds, and the line says how many
+    assert "no budget's stage 1 converged on every seed (the longest, 52 epochs: 2/3 seeds" in beats_asl.measured
 
 
 @pytest.fixture(scope="module")
@@ -449,9 +450,10 @@ def test_paper_zero_aligned_and_learning_curves_share_y(today, monkeypatch):
     plots, figs = _captured(monkeypatch)
     data, _ = today
     plots.trick_figure(data, "default", Path("t.png"))
-    ax, twin = figs[0].axes
-    zero = ax.transData.transform((1.0, 0.0))[1]
-    assert abs(zero - twin.transData.transform((1.0, 0.0))[1]) < 0.5  # pixels
+    # issue 26: no secondary axis: the paper's gains share ours (both in mAP points), labelled by dataset
+    (ax,) = figs[0].axes
+    labels = ax.get_legend_handles_labels()[1] + [t.get_text() for lg in figs[0].legends for t in lg.get_texts()]
+    assert any("paper Table 1, MS-COCO" in t for t in labels) and any("paper Table 1, VOC2007" in t for t in labels)
     plots.learning_curves_figure(data, "default", Path("l.png"))
     limits = {tuple(round(v, 6) for v in a.get_ylim()) for a in figs[1].axes if a.get_visible()}
     assert len(limits) == 1

@@ -157,3 +157,26 @@ def test_per_class_ap_names_the_classes_that_carry_the_difference(pages):
     assert (figs / "per-class-ap-default.png").is_file() and "per-class-ap-default.png" in report
     assert "csra (+2.45 mAP): largest gain 'four' +16.1 AP (+0.81 mAP points)" in cells
     assert "largest loss 'sandal' -29.1 AP" in cells
+
+
+# ----------------------------------------------------------------------------- figures
+
+@needs_results
+def test_sweep_figures_are_differences_on_one_axis_with_marks(today, monkeypatch):
+    from bench.report import plots
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
+    data, _ = today
+    plots.all_figures(data, Path("unused"))
+    sweeps = [f for f in figs if "difference from" in f.axes[0].get_title()]
+    tricks = [f for f in figs if "Training-free" in f.axes[0].get_title()]
+    assert len(sweeps) >= 9 and len(tricks) == 2 and all(len(f.axes) == 1 for f in sweeps + tricks)  # no twin axis
+    titles = {f.axes[0].get_title().replace("\n", " "): f for f in sweeps}
+    lam = next(f for t, f in titles.items() if "csra: mAP vs lambda" in t)
+    assert "difference from the baseline row" in lam.axes[0].get_title().replace("\n", " ")
+    nodes = next(f for t, f in titles.items() if "imlgcn: mAP vs nodes" in t)
+    assert [t.get_text() for t in nodes.axes[0].get_xticklabels()] == ["word", "image", "pca"]  # the paper's order
+    assert any(t.get_text() == "not converged" for t in nodes.axes[0].texts)
+    # the trick figure exists only for the suites its claims use
+    assert not any("ablation-probmcl" in f.axes[0].get_title() for f in tricks)

@@ -34,14 +34,16 @@ def _figures_section(data: ReportData, figures_dir: Path, link_dir: Path, output
     from bench.report import plots as report_plots
 
     out = ["## Plots", "",
-           "Learning curves first (validation mAP per epoch, every row and seed of the main suites; the "
-           "shaded band is the convergence window, the last 25 % of the selection stage). Then the ablations: "
-           "ours = mean test mAP over seeds with 95 % t-interval error bars and each seed as a dot; the legend "
-           "says '1 seed, no interval' when there is one seed. Every y-axis includes all seeds and intervals "
-           f"and spans at least {report_plots.MIN_SPAN:g} mAP points, so noise never fills a plot; categorical axes are "
-           "drawn as points, not lines. The paper's values stand beside ours on a secondary axis (their scale "
-           "differs) wherever the paper prints them, or its chosen value is marked where it prints none "
-           "(ProbMCL Fig. 2 and CSRA Fig. 5).", ""]
+           "Legend (figures): per-class AP first (each row's per-class test AP minus the baseline row's, mean "
+           "over seeds), then the learning curves (validation mAP per epoch, every row and seed of the main "
+           "suites; the shaded band is the convergence window, the last 25 % of the selection stage). The ablations "
+           "show each swept value's mAP minus a reference (named on the axis: the first value, or the baseline row "
+           "for CSRA's Lambda), seed-paired, mean with the 95 % t-interval and each seed as a dot, and the paper's "
+           "values minus the paper's own reference on the same axis (differences in mAP points, never a secondary "
+           "axis), or the paper's chosen value where it prints none; a value resting on a not-converged run is "
+           "marked. Every y-axis includes all seeds and intervals and spans at least "
+           f"{report_plots.MIN_SPAN:g} mAP points; categorical axes are points in the paper's row order, not lines. "
+           "The forest plot of the findings is under Findings; the ProbMCL budget curve under its section.", ""]
     figures = report_plots.all_figures(data, figures_dir)
     if per_class.figure(data, figures_dir / per_class.FIGURE):
         figures.insert(0, (per_class.caption(), figures_dir / per_class.FIGURE))

@@ -45,8 +45,7 @@ def probmcl(data: ReportData) -> str:
     points = fnd.stage1_points(data)
     if len(points) >= 2:
         first, last = points[0], points[-1]
-        conv = ("its stage 1 converges by the report's loss rule" if last["stage1_converged"] == last["seeds"]
-                else "its stage 1 still not converged")
+        conv = (f"its stage 1 passes the report's loss rule on {last['stage1_converged']}/{last['seeds']} seeds")
         text += (f"; {last['contrastive'] // max(first['contrastive'], 1)}x the contrastive budget "
                  f"({first['contrastive']} -> {last['contrastive']} epochs) gains {fmt_signed(last['map'].mean - first['map'].mean, 1)} "
                  f"({fmt(first['map'].mean)} -> {fmt(last['map'].mean)}; {conv} at {last['contrastive']})")
