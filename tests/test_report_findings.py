@@ -180,3 +180,11 @@ def test_sweep_figures_are_differences_on_one_axis_with_marks(today, monkeypatch
     assert any(t.get_text() == "not converged" for t in nodes.axes[0].texts)
     # the trick figure exists only for the suites its claims use
     assert not any("ablation-probmcl" in f.axes[0].get_title() for f in tricks)
+
+
+@needs_results
+def test_csra_cost_cells_are_not_decided_at_another_h(today):
+    data, _ = today
+    cells = [c for c in claims.table_cell_claims(data) if c.where.startswith("Table 3, row CSRA")]
+    assert cells and all(c.status == claims.NOT_RUN for c in cells)  # was: decided on the H = 6 row
+    assert all("the counted row has num_heads = 6" in c.measured for c in cells)

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any, Callable, Mapping
 
 from bench.evaluate import stats
-from bench.report.checks import (COST_CMD, COST_TOLERANCE, INDICATIVE, INDICATIVE_NOT, MAIN_SUITE, NOT_REPRODUCED,
+from bench.report.checks import (NOT_RUN, COST_CMD, COST_TOLERANCE, INDICATIVE, INDICATIVE_NOT, MAIN_SUITE, NOT_REPRODUCED,
                                  PARAM_TOLERANCE, PENDING, RATIO_TOLERANCE, REPRODUCED, RUN_MAIN, SMALL_OVERHEAD,
                                  Check, Verdict)
 from bench.report.common import ReportData, command_for, fmt, fmt_signed
@@ -90,13 +90,27 @@ def _cost(data: ReportData, method: str, key: str, source: str = "") -> tuple[fl
     return value, model, name
 
 
-def cost_match(method: str, key: str, paper_value: float, source: str = "ProbMCL") -> Check:
+def cost_match(method: str, key: str, paper_value: float, source: str = "ProbMCL",
+               where: Mapping[str, Any] | None = None) -> Check:
+    """A paper's cost cell vs the counted value; ``where`` = the paper's configuration (e.g. CSRA's
+    H = 1): a cost row of another configuration is listed, not deciding (``not run``)."""
     def check(data: ReportData) -> Verdict:
         found = _cost(data, method, key, source)
         if found is None:
             return Verdict(f"no cost record for {method}; run `{COST_CMD}`", PENDING)
         value, model, name = found
         rel = abs(value - paper_value) / paper_value
+        row = next((r for n, r in _rows(data, method) if n == name and r.get(key) is not None
+                    and float(r[key]) == value), {})
+        hp = _resolved(method, row.get("hparams") or {})
+        off = {k: hp.get(k) for k, v in (where or {}).items() if hp.get(k) != v}
+        if off:
+            have = ", ".join(f"{k} = {v}" for k, v in sorted(off.items()))
+            want = ", ".join(f"{k} = {v}" for k, v in sorted((where or {}).items()))
+            return Verdict(f"no cost row at the paper's {want}: the counted row has {have} ({fmt(value, 2)}, "
+                           f"{fmt(100 * rel, 1)} % from the paper; listed, not deciding); add a {method} row with "
+                           f"{want} to the cost configurations (bench/cost/count.py) and run `bench cost --suite {name}`",
+                           NOT_RUN)
         return Verdict(f"{fmt(value, 2)} ({model}, inference; {fmt(100 * rel, 1)} % from the paper; "
                        f"`bench cost --suite {name}`)", REPRODUCED if rel <= COST_TOLERANCE else NOT_REPRODUCED)
     return check
