@@ -188,3 +188,10 @@ def test_csra_cost_cells_are_not_decided_at_another_h(today):
     cells = [c for c in claims.table_cell_claims(data) if c.where.startswith("Table 3, row CSRA")]
     assert cells and all(c.status == claims.NOT_RUN for c in cells)  # was: decided on the H = 6 row
     assert all("the counted row has num_heads = 6" in c.measured for c in cells)
+
+
+@needs_results
+def test_loss_curves_and_accuracy_against_cost_are_plotted(pages):
+    report, _, figs = pages
+    for name in ("stage-losses-default.png", "accuracy-vs-cost-default.png"):
+        assert (figs / name).is_file() and f"results/figures/{name}" in report

@@ -30,12 +30,14 @@ FIGURES = "figures"
 def _figures_section(data: ReportData, figures_dir: Path, link_dir: Path, output: Path,
                      extra: Sequence[Path] = ()) -> list[str]:
     """The plots; figures in ``figures_dir`` that this run did not make (nor ``extra``) are removed."""
-    from bench.report import per_class
+    from bench.report import diagnostics, per_class
     from bench.report import plots as report_plots
 
     out = ["## Plots", "",
            "Legend (figures): per-class AP first (each row's per-class test AP minus the baseline row's, mean "
-           "over seeds), then the learning curves (validation mAP per epoch, every row and seed of the main "
+           "over seeds), the training loss of the stages without validation (relative to each stage's first "
+           "epoch; the window the convergence rule reads shaded), accuracy against counted GMACs and against "
+           "train seconds (rows of the suite's main machine only), then the learning curves (validation mAP per epoch, every row and seed of the main "
            "suites; the shaded band is the convergence window, the last 25 % of the selection stage). The ablations "
            "show each swept value's mAP minus a reference (named on the axis: the first value, or the baseline row "
            "for CSRA's Lambda), seed-paired, mean with the 95 % t-interval and each seed as a dot, and the paper's "
@@ -47,6 +49,7 @@ def _figures_section(data: ReportData, figures_dir: Path, link_dir: Path, output
     figures = report_plots.all_figures(data, figures_dir)
     if per_class.figure(data, figures_dir / per_class.FIGURE):
         figures.insert(0, (per_class.caption(), figures_dir / per_class.FIGURE))
+    figures[1:1] = diagnostics.figures(data, figures_dir)
     report_plots.remove_orphans(figures_dir, [p for _, p in figures] + list(extra))
     if not figures:
         return out + ["No sweep records yet. Produce them with `bench sweep sweeps/ablation-<name>-cpu.yaml` "

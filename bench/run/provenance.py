@@ -113,6 +113,7 @@ EXCLUDED: dict[str, str] = {
     "bench/report/methods_section.py": "renders the methods and significance tables from records",
     "bench/report/ledger_page.py": "renders the ledger's rules and the generated cells page from records",
     "bench/report/cache.py": "caches the report's bootstraps of finished records' predictions, outside the repo",
+    "bench/report/diagnostics.py": "loss-curve and accuracy-vs-cost figures from finished records and cost records",
     "bench/report/per_class.py": "per-class AP table and heatmap from finished records' predictions",
     "bench/spec/cluster.py": "the cluster block: where a job runs, never what it computes",
     # a verdict over a record's own curves, recomputed from its history whenever it is read
