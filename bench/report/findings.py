@@ -120,6 +120,11 @@ def caveat(data: ReportData, claim: ledger.Claim, test: Any) -> str:
             return f"positive in every seed; MDE at the Holm level {fmt(mde, 2)} with {test.n} seeds"
         return f"MDE at the Holm level {fmt(mde, 2)} with {test.n} seeds" + (
             "" if test.effect is None else f" (paper's effect {test.effect:g})")
+    if test is not None and test.n >= ledger.MIN_SEEDS and test.kind == "equal":
+        return f"equivalence (TOST) within the claim's own +-{test.margin:g}"
+    if test is not None and test.n >= ledger.MIN_SEEDS and claim.status == ledger.NOT_REPRODUCED and test.effect:
+        return (f"powered: MDE at the Holm level {fmt(ledger.mde_at(data, test), 2)} <= the paper's {abs(test.effect):g}, "
+                "not significant")
     slow = ledger.not_converged_runs(data, records) if test else []
     if slow:
         return f"{len(slow)} run(s) of the evidence not converged (validation rule)"
