@@ -51,6 +51,14 @@ def rules(data: ReportData) -> list[str]:
             "listed beside the verdict;",
             "5. every verdict shows its numbers and the command that produced them; the paper's own arithmetic "
             "has its own status, never mixed with an empirical one.", "",
+            f"Statuses not defined above: **{claims.REPRODUCED}** = a scale-independent fact holds (parameter counts "
+            f"equal within {100 * claims.PARAM_TOLERANCE:g} %, a cost count within {100 * claims.COST_TOLERANCE:g} % "
+            f"of the paper's, a claimed percentage within {claims.RATIO_TOLERANCE:g} points), or rule 2 holds on the "
+            f"paper's data; **{claims.DIRECTION}** = rule 2 holds on the embedded data; **{claims.INDICATIVE}** / "
+            f"**{claims.INDICATIVE_NOT}** = one seed: the direction only; **{claims.INCONCLUSIVE}** = an equivalence "
+            f"claim whose TOST is not significant and whose CI is not outside the margin; **{claims.NEEDS}** (with "
+            f"the command), **{claims.OUT_OF_SCOPE}** (not a method here), **{claims.PENDING}** (this project's "
+            "suites make the records).", "",
             "Counts: " + ", ".join(f"{s}: {counts[s]}" for s in claims.STATUSES if counts[s]) + ". Paper arithmetic "
             "inside claims: " + ", ".join(f"{s}: {arith.get(s, 0)}" for s in claims.ARITHMETIC) + ".", ""]
 
