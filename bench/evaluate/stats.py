@@ -245,3 +245,12 @@ def holm(pvalues: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p))
         out[i] = running
     return out
+
+
+def holm_levels(pvalues: "dict[str, float]") -> dict[str, float]:
+    """The level Holm compares each raw p with: ALPHA / (m - rank), rank = its 0-based place
+    in ascending order (NaN p's are not counted). A test's minimum detectable effect at this
+    level is the effect the corrected decision could detect."""
+    finite = sorted((p, k) for k, p in pvalues.items() if p is not None and not math.isnan(p))
+    m = len(finite)
+    return {k: ALPHA / (m - rank) for rank, (_, k) in enumerate(finite)}

@@ -40,8 +40,16 @@ REPRODUCED = "reproduced"
 DIRECTION = "reproduced in direction at CPU scale"
 INDICATIVE = "indicative (1 seed or single timings, no test): holds"
 INDICATIVE_NOT = "indicative (1 seed or single timings, no test): does not hold"
+#: not significant after Holm, the estimate in the claimed direction (the MDE at the Holm level shown)
+LEANS = "as claimed in direction, not significant after Holm"
+#: not significant after Holm, the estimate against the claim (e.g. a monotone opposite trend)
+AGAINST = "against the claim in direction, not significant after Holm"
+#: significant after Holm, in the opposite direction: the data contradict the claim
+CONTRADICTED = "contradicted: significant in the opposite direction"
 INCONCLUSIVE = "inconclusive (underpowered)"
 STAGE_INCONCLUSIVE = "inconclusive: earlier stage not converged"
+#: significant opposite result on runs whose earlier stage did not converge: measured, at this budget
+STAGE_CONTRADICTED = "contradicted at the budgets run (earlier stage not converged)"
 NOT_REPRODUCED = "not reproduced"
 FAILED = "no evidence: failed run"
 ARITH_OK = "paper arithmetic: consistent"
@@ -49,13 +57,17 @@ ARITH_BAD = "paper arithmetic: inconsistent"
 NEEDS = "needs data or hardware not available here"
 OUT_OF_SCOPE = "out of scope"
 PENDING = "pending: no records yet"
-STATUSES = (REPRODUCED, DIRECTION, INDICATIVE, INDICATIVE_NOT, INCONCLUSIVE, STAGE_INCONCLUSIVE, NOT_REPRODUCED,
-            FAILED, ARITH_OK, ARITH_BAD, NEEDS, OUT_OF_SCOPE, PENDING)
+#: the claim's configuration (e.g. the paper's H) was not run; the command that would run it is given
+NOT_RUN = "not run at the paper's configuration"
+STATUSES = (REPRODUCED, DIRECTION, INDICATIVE, INDICATIVE_NOT, LEANS, AGAINST, CONTRADICTED, INCONCLUSIVE,
+            STAGE_INCONCLUSIVE, STAGE_CONTRADICTED, NOT_REPRODUCED, FAILED, ARITH_OK, ARITH_BAD, NEEDS, OUT_OF_SCOPE,
+            PENDING, NOT_RUN)
 #: ``both``: the least supportive status wins, in this order (first = weakest).
-STRENGTH = (PENDING, NOT_REPRODUCED, FAILED, STAGE_INCONCLUSIVE, INCONCLUSIVE, INDICATIVE_NOT, NEEDS, OUT_OF_SCOPE,
-            INDICATIVE, DIRECTION, REPRODUCED)
+STRENGTH = (PENDING, NOT_RUN, CONTRADICTED, NOT_REPRODUCED, STAGE_CONTRADICTED, FAILED, STAGE_INCONCLUSIVE, AGAINST,
+            INCONCLUSIVE, LEANS, INDICATIVE_NOT, NEEDS, OUT_OF_SCOPE, INDICATIVE, DIRECTION, REPRODUCED)
 ARITHMETIC = (ARITH_OK, ARITH_BAD)
-EMPIRICAL = (REPRODUCED, DIRECTION, INDICATIVE, INDICATIVE_NOT, INCONCLUSIVE, NOT_REPRODUCED)
+EMPIRICAL = (REPRODUCED, DIRECTION, INDICATIVE, INDICATIVE_NOT, LEANS, AGAINST, CONTRADICTED, INCONCLUSIVE,
+             NOT_REPRODUCED)
 
 MIN_SEEDS = 2  # seeds per side for any "reproduced"
 PARAM_TOLERANCE = 0.005  # relative: "same parameters"
@@ -75,10 +87,14 @@ class Verdict(tuple):
 
     flag: str
     arith: str
+    tests: tuple
+    ours: str
+    records: tuple
 
-    def __new__(cls, measured: str, status: str, flag: str = "", arith: str = "") -> "Verdict":
+    def __new__(cls, measured: str, status: str, flag: str = "", arith: str = "", tests: Sequence["Test"] = (),
+                ours: str = "", records: Sequence[Mapping[str, Any]] = ()) -> "Verdict":
         obj = super().__new__(cls, (measured, status))
-        obj.flag, obj.arith = flag, arith
+        obj.flag, obj.arith, obj.tests, obj.ours, obj.records = flag, arith, tuple(tests), ours, tuple(records)
         return obj
 
     measured = property(lambda self: self[0])
@@ -97,6 +113,9 @@ class Claim:
     status: str
     flag: str = ""
     arith: str = ""
+    tests: tuple = ()
+    ours: str = ""  # the measured value in one cell, for checks without a paired test (costs)
+    records: tuple = ()  # the records the verdict rests on
 
 
 # ----------------------------------------------------------------------------- records
@@ -162,7 +181,20 @@ class Test:
 
     @property
     def mde(self) -> float:
+        """At the uncorrected level (kept for the ``Test`` alone); the ledger uses :func:`mde_at`."""
         return stats.min_detectable_effect(self.sd, self.n)
+
+
+def holm_level(data: ReportData, test: Test) -> float:
+    """The level Holm compares this test's raw p with: ALPHA / (m - rank), rank = its 0-based
+    place among the ledger's m raw p-values (ALPHA before the Holm pass has run)."""
+    levels = getattr(data, "holm_levels", None) or {}
+    return levels.get(test.key, stats.ALPHA)
+
+
+def mde_at(data: ReportData, test: Test) -> float:
+    """The minimum detectable effect (80 % power) at the level the decision uses (:func:`holm_level`)."""
+    return stats.min_detectable_effect(test.sd, test.n, alpha=holm_level(data, test))
 
 
 def adjusted_p(data: ReportData, test: Test) -> float:
@@ -183,21 +215,30 @@ def holm_pass(data: ReportData, run: Callable[[], Any]) -> Any:
     keys = sorted(data.ledger_tests)
     adjusted = stats.holm([data.ledger_tests[k] for k in keys])
     data.holm_adjusted = dict(zip(keys, adjusted))
+    data.holm_levels = stats.holm_levels({k: data.ledger_tests[k] for k in keys})
     return run()
 
 
+def claimed_direction(test: Test) -> bool:
+    """The estimate points the way the claim says (and the claim's extra condition, e.g. a
+    positive Kendall tau for 'increasing', holds)."""
+    return test.diff > 0 and test.extra_holds
+
+
 def decide(data: ReportData, test: Test, cpu: bool) -> str:
-    """Rule 2 on one test (Holm-adjusted p when the ledger's pass has run)."""
+    """Rule 2 on one test (Holm-adjusted p and the Holm-level MDE once the ledger's pass has run)."""
     won = DIRECTION if cpu else REPRODUCED
     if test.kind == "greater":
         if test.n < MIN_SEEDS:
-            return INDICATIVE if test.diff > 0 and test.extra_holds else INDICATIVE_NOT
+            return INDICATIVE if claimed_direction(test) else INDICATIVE_NOT
         p = adjusted_p(data, test)
         boot_ok = test.boot is None or test.boot.significant
         if p < stats.ALPHA and boot_ok:
-            return won if test.diff > 0 and test.extra_holds else NOT_REPRODUCED
+            return won if claimed_direction(test) else CONTRADICTED
         effect = None if test.effect is None else abs(test.effect)
-        return INCONCLUSIVE if effect is None or not test.mde <= effect else NOT_REPRODUCED
+        if effect is not None and mde_at(data, test) <= effect:
+            return NOT_REPRODUCED  # powered for the paper's effect at the Holm level, and not finding it
+        return LEANS if claimed_direction(test) else AGAINST
     margin = float(test.margin)
     if test.n < MIN_SEEDS:
         return INDICATIVE if abs(test.diff) < margin else INDICATIVE_NOT
@@ -219,7 +260,9 @@ def test_text(data: ReportData, test: Test) -> str:
     parts = [f"Holm p {fmt_p(adjusted_p(data, test))} over {m} ledger tests" if m else f"p {fmt_p(test.p)}"]
     if test.kind == "equal":
         parts.append(f"equivalence margin +-{test.margin:g} (the claim's own), TOST")
-    parts.append(f"minimum detectable effect {fmt(test.mde, 2)} (80 % power, {test.n} seeds)"
+    level = holm_level(data, test)
+    parts.append(f"minimum detectable effect {fmt(mde_at(data, test), 2)} (80 % power at the Holm level "
+                 f"{fmt_p(level) if level >= 0.001 else f'{level:.1e}'}, {test.n} seeds)"
                  + ("" if test.effect is None else f" vs the paper's {test.effect:g}"))
     if test.boot is None and test.no_boot:
         parts.append(f"no image bootstrap: {test.no_boot}")
@@ -243,7 +286,9 @@ def judge(data: ReportData, records: Sequence[Mapping[str, Any]], text: str, com
         flags.append(f"earlier stage not converged: {', '.join(earlier)}")
         if any(r["job"]["method"] == "probmcl" for r in records) and (sweep := stage1.ledger_line(data)):
             flags.append(sweep)
-        if status in EMPIRICAL:
+        if status == CONTRADICTED:
+            status = STAGE_CONTRADICTED
+        elif status in EMPIRICAL:
             status = STAGE_INCONCLUSIVE
     slow = not_converged_runs(data, records)
     if slow:
@@ -251,7 +296,7 @@ def judge(data: ReportData, records: Sequence[Mapping[str, Any]], text: str, com
     flag = "; ".join(flags)
     measured = (f"{text}" + (f" [{extra}]" if extra else "") + f" (from `{command}`)"
                 + (f"; {flag}" if flag else "") + (f"; {regime}" if regime else ""))
-    return Verdict(measured, status, flag)
+    return Verdict(measured, status, flag, tests=tests, records=records)
 
 
 # ----------------------------------------------------------------------------- paired evidence
@@ -348,5 +393,8 @@ def both(*checks: Check) -> Check:
         arith_status = (ARITH_BAD if ARITH_BAD in arith else ARITH_OK) if arith else ""
         status = weakest(empirical) if empirical else arith_status
         flags = "; ".join(getattr(r, "flag", "") for r in results if getattr(r, "flag", ""))
-        return Verdict(" / ".join(r[0] for r in results), status, flags, arith_status)
+        tests = tuple(t for r in results for t in getattr(r, "tests", ()))
+        ours = "; ".join(o for r in results if (o := getattr(r, "ours", "")))
+        records = tuple(x for r in results for x in getattr(r, "records", ()))
+        return Verdict(" / ".join(r[0] for r in results), status, flags, arith_status, tests, ours, records)
     return check

@@ -2,10 +2,11 @@
 compared like for like. Rules: bench.report.checks (rule 3)."""
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Callable, Mapping
 
 from bench.evaluate import stats
-from bench.report.checks import (COST_CMD, COST_TOLERANCE, INDICATIVE, INDICATIVE_NOT, MAIN_SUITE, NOT_REPRODUCED,
+from bench.report.checks import (NOT_RUN, COST_CMD, COST_TOLERANCE, INDICATIVE, INDICATIVE_NOT, MAIN_SUITE, NOT_REPRODUCED,
                                  PARAM_TOLERANCE, PENDING, RATIO_TOLERANCE, REPRODUCED, RUN_MAIN, SMALL_OVERHEAD,
                                  Check, Verdict)
 from bench.report.common import ReportData, command_for, fmt, fmt_signed
@@ -51,7 +52,9 @@ def params_equal(a: str, b: str, a_match: Callable[[Mapping[str, Any]], bool] | 
                 ok &= rel <= PARAM_TOLERANCE
                 parts.append(f"{ra.get('backbone')} @ {ra.get('resolution')} px: {a} {fmt(pa, 4)} M vs {b} "
                              f"{fmt(pb, 4)} M ({fmt(100 * rel, 2)} %; `bench cost --suite {name}`)")
-            return Verdict("inference-time parameters: " + "; ".join(parts), REPRODUCED if ok else NOT_REPRODUCED)
+            worst = max(abs(float(ra["params_m"]) - float(rb["params_m"])) / float(rb["params_m"]) for _, ra, rb in pairs)
+            return Verdict("inference-time parameters: " + "; ".join(parts), REPRODUCED if ok else NOT_REPRODUCED,
+                           ours=f"at most {fmt(100 * worst, 2)} % apart ({len(pairs)} models, counted)")
         ra, rb = _record_with(data, a, a_match), _record_with(data, b, None)
         if ra is None or rb is None:
             return Verdict(f"no inference cost rows or records for {a} / {b}; run `{COST_CMD}`", PENDING)
@@ -59,7 +62,8 @@ def params_equal(a: str, b: str, a_match: Callable[[Mapping[str, Any]], bool] | 
         rel = abs(pa - pb) / pb
         return Verdict(f"no inference cost row for this {a} configuration: trained-model parameters from the "
                        f"records, {a} {fmt(pa, 4)} M vs {b} {fmt(pb, 4)} M ({fmt(100 * rel, 2)} %; from "
-                       f"`{command_for(data.suite_of(ra))}`)", REPRODUCED if rel <= PARAM_TOLERANCE else NOT_REPRODUCED)
+                       f"`{command_for(data.suite_of(ra))}`)", REPRODUCED if rel <= PARAM_TOLERANCE else NOT_REPRODUCED,
+                       ours=f"{fmt(100 * rel, 2)} % apart (trained models' parameters)")
     return check
 
 
@@ -86,13 +90,27 @@ def _cost(data: ReportData, method: str, key: str, source: str = "") -> tuple[fl
     return value, model, name
 
 
-def cost_match(method: str, key: str, paper_value: float, source: str = "ProbMCL") -> Check:
+def cost_match(method: str, key: str, paper_value: float, source: str = "ProbMCL",
+               where: Mapping[str, Any] | None = None) -> Check:
+    """A paper's cost cell vs the counted value; ``where`` = the paper's configuration (e.g. CSRA's
+    H = 1): a cost row of another configuration is listed, not deciding (``not run``)."""
     def check(data: ReportData) -> Verdict:
         found = _cost(data, method, key, source)
         if found is None:
             return Verdict(f"no cost record for {method}; run `{COST_CMD}`", PENDING)
         value, model, name = found
         rel = abs(value - paper_value) / paper_value
+        row = next((r for n, r in _rows(data, method) if n == name and r.get(key) is not None
+                    and float(r[key]) == value), {})
+        hp = _resolved(method, row.get("hparams") or {})
+        off = {k: hp.get(k) for k, v in (where or {}).items() if hp.get(k) != v}
+        if off:
+            have = ", ".join(f"{k} = {v}" for k, v in sorted(off.items()))
+            want = ", ".join(f"{k} = {v}" for k, v in sorted((where or {}).items()))
+            return Verdict(f"no cost row at the paper's {want}: the counted row has {have} ({fmt(value, 2)}, "
+                           f"{fmt(100 * rel, 1)} % from the paper; listed, not deciding); add a {method} row with "
+                           f"{want} to the cost configurations (bench/cost/count.py) and run `bench cost --suite {name}`",
+                           NOT_RUN)
         return Verdict(f"{fmt(value, 2)} ({model}, inference; {fmt(100 * rel, 1)} % from the paper; "
                        f"`bench cost --suite {name}`)", REPRODUCED if rel <= COST_TOLERANCE else NOT_REPRODUCED)
     return check
@@ -108,7 +126,8 @@ def cost_fewer(method: str, other: str, claimed_percent: float, source: str, oth
         fewer = 100 * (1 - a[0] / b[0])
         return Verdict(f"{method} {fmt(a[0], 2)} M ({a[1]}) vs {other} {fmt(b[0], 2)} M ({b[1]}), inference: "
                        f"{fmt(fewer, 1)} % fewer (`bench cost --suite {a[2]}`)",
-                       REPRODUCED if abs(fewer - claimed_percent) <= RATIO_TOLERANCE else NOT_REPRODUCED)
+                       REPRODUCED if abs(fewer - claimed_percent) <= RATIO_TOLERANCE else NOT_REPRODUCED,
+                       ours=f"{fmt(fewer, 1)} % fewer parameters (counted)")
     return check
 
 
@@ -139,7 +158,8 @@ def lowest_training_cost(method: str, others: tuple[str, ...], paper: str, sourc
         return Verdict(f"{backbone} @ {res} px, `bench cost --suite {name}` -- inference: "
                        + ", ".join(parts["inference"]) + "; training (the costliest stage, per image, all views): "
                        + ", ".join(parts["training"]) + f"; the paper's numbers ({paper}) match the inference "
-                       "model's; the verdict uses the training counts", REPRODUCED if lowest else NOT_REPRODUCED)
+                       "model's; the verdict uses the training counts", REPRODUCED if lowest else NOT_REPRODUCED,
+                       ours="training GMAC: " + ", ".join(f"{m} {fmt(costs[m][1], 2)}" for m in costs))
     return check
 
 
@@ -159,6 +179,12 @@ def time_overhead(a: str, b: str, key: str, a_match: Callable[[Mapping[str, Any]
         if not ra or not rb:
             how = f"`bench sweep sweeps/{sweep}.yaml` and `{RUN_MAIN}`" if sweep else f"`{RUN_MAIN}`"
             return Verdict(f"missing {a} or like-for-like {b} records; run {how}", PENDING)
+        machines = Counter(_machine(r) for r in ra)
+        machine = machines.most_common(1)[0][0]
+        ra, rb = [r for r in ra if _machine(r) == machine], [r for r in rb if _machine(r) == machine]
+        if not ra or not rb:
+            return Verdict(f"no {a} and {b} timings on one machine ({machine}); wall-clock is compared within one "
+                           "machine only", INDICATIVE_NOT)
         labels = ", ".join(sorted({r["job"]["label"] for r in rb}))
         mean_b = sum(r["timing"][key] for r in rb) / len(rb)
         over = stats.mean_ci([100 * (r["timing"][key] / mean_b - 1) for r in ra])
@@ -166,7 +192,7 @@ def time_overhead(a: str, b: str, key: str, a_match: Callable[[Mapping[str, Any]
                 + " the training-free trick") if key == "eval_s" else "training time of the whole run"
         sign = over.low > 0 if over.n >= 2 else over.mean > 0  # a direction claim needs the sign
         holds = sign and over.mean < SMALL_OVERHEAD
-        text = (f"{key}: {a} {fmt(sum(r['timing'][key] for r in ra) / len(ra), 2)} s ({len(ra)} runs) vs {b} rows "
+        text = (f"{key} on one machine ({machine}): {a} {fmt(sum(r['timing'][key] for r in ra) / len(ra), 2)} s ({len(ra)} runs) vs {b} rows "
                 f"[{labels}] {fmt(mean_b, 2)} s ({len(rb)} runs; {same}): {fmt_signed(over.mean, 1)} %"
                 + ("" if over.n < 2 else f" (95 % CI [{fmt_signed(over.low, 1)}, {fmt_signed(over.high, 1)}])")
                 + f"; the paper's {claimed:+g} %: holds when the overhead is positive (CI above 0) and below "
@@ -175,4 +201,47 @@ def time_overhead(a: str, b: str, key: str, a_match: Callable[[Mapping[str, Any]
                 "timings of the same work); `bench cost --suite default --timing` measures repeated per-step ratios")
         command = "; ".join(sorted({command_for(data.suite_of(r)) for r in ra + rb}))
         return Verdict(f"{text} (from `{command}`)", INDICATIVE if holds else INDICATIVE_NOT)
+    return check
+
+
+def _machine(record: Mapping[str, Any]) -> str:
+    return str((record.get("provenance") or {}).get("machine") or "unknown machine")
+
+
+#: percentage points: a counted overhead matches the paper's claimed overhead
+OVERHEAD_TOLERANCE = 0.5
+
+
+def counted_overhead(a: str, b: str, source: str, claimed: float, what: str) -> Check:
+    """Rule 3 for a claimed compute overhead of a over b (percent): decided by the counted GMACs
+    of the cost rows at the paper's setting (a's row whose ``paper_source`` names ``source``; b's
+    row on the same cost file, backbone and resolution); the counts are per image and identical
+    for training and test up to the backward pass's constant factor."""
+    def check(data: ReportData) -> Verdict:
+        ra = [(n, r) for n, r in _rows(data, a) if source in str(r.get("paper_source") or "")]
+        if not ra:
+            return Verdict(f"no cost row of {a} at the paper's setting ({source}); run `{COST_CMD}`", PENDING)
+        name, row = ra[0]
+        rb = [r for n, r in _rows(data, b) if n == name and (r.get("backbone"), r.get("resolution"))
+              == (row.get("backbone"), row.get("resolution"))]
+        if not rb or not rb[0].get("gmacs") or row.get("gmacs") is None:
+            return Verdict(f"no {b} cost row beside {row.get('label')}; run `{COST_CMD}`", PENDING)
+        over = 100 * (float(row["gmacs"]) / float(rb[0]["gmacs"]) - 1)
+        ok = abs(over - claimed) <= OVERHEAD_TOLERANCE
+        ours = f"{fmt_signed(over, 2)} % GMACs (counted)"
+        return Verdict(f"counted at the paper's setting ({row.get('label')} vs {rb[0].get('label')}, "
+                       f"{row.get('backbone')} @ {row.get('resolution')} px, `bench cost --suite {name}`): "
+                       f"{fmt(float(row['gmacs']), 4)} vs {fmt(float(rb[0]['gmacs']), 4)} GMAC = {ours} vs the paper's "
+                       f"{claimed:+g} % {what} (holds within {OVERHEAD_TOLERANCE:g} points)",
+                       REPRODUCED if ok else NOT_REPRODUCED, ours=ours)
+    return check
+
+
+def decided_by(decisive: Check, *beside: Check) -> Check:
+    """The status of ``decisive`` alone; the ``beside`` checks are shown as indicative, not deciding."""
+    def check(data: ReportData) -> Verdict:
+        v = decisive(data)
+        extra = [c(data) for c in beside]
+        text = v.measured + "".join(f" / beside, indicative and not deciding: {e.measured}" for e in extra)
+        return Verdict(text, v.status, v.flag, v.arith, v.tests, v.ours, v.records)
     return check

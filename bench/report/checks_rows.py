@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from bench.evaluate import stats
-from bench.report.checks import (EMPIRICAL, FAILED, STAGE_INCONCLUSIVE, MAIN_SUITE, MIN_SEEDS, PENDING, REGIME_SUITES, RUN_MAIN, Check,
+from bench.report.checks import (NOT_RUN, CONTRADICTED, STAGE_CONTRADICTED, EMPIRICAL, FAILED, STAGE_INCONCLUSIVE, MAIN_SUITE, MIN_SEEDS, PENDING, REGIME_SUITES, RUN_MAIN, Check,
                                  PairEvidence, Test, Verdict, decide, failed_runs, judge, not_converged_runs,
                                  pair_evidence, regime_checks, row_evidence, test_text, weakest, earlier_stage_runs)
 from bench.report.common import (SWEEP_AXES, SWEEP_SUITES, ReportData, command_for, fmt, fmt_p, fmt_signed, hparam_text,
@@ -111,7 +111,7 @@ def best_of(a: str, others: tuple[str, ...], effect: float | None = None) -> Che
                    if not failed_runs(data, data.runs(MAIN_SUITE, lab))] or present
         runner_up = max(trained, key=lambda ml: (data.ci(MAIN_SUITE, ml[1]).mean, ml[0]))
         v = greater(a, runner_up[0], effect)(data)
-        return Verdict(f"best alternative here: {runner_up[1]}; {v.measured}", v.status, v.flag)
+        return Verdict(f"best alternative here: {runner_up[1]}; {v.measured}", v.status, v.flag, tests=v.tests, records=v.records)
     return check
 
 
@@ -125,11 +125,11 @@ NO_TRICK_BOOT = "the records keep no per-image scores with the trick (prediction
 
 
 def _trick_suite(data: ReportData, suite: str, kind: str, value: Callable[[Mapping[str, Any]], tuple[float, float]],
-                 effect: float | None, margin: float | None) -> tuple[list[str], list[str], list[str], list[Any]]:
-    """(texts, statuses, excluded, records) of one suite's rows with the trick."""
+                 effect: float | None, margin: float | None) -> tuple[list[str], list[str], list[str], list[Any], list[Test]]:
+    """(texts, statuses, excluded, records, tests) of one suite's rows with the trick."""
     runs = [r for r in data.suites.get(suite, []) if r.get("training_free")]
     cpu = is_cpu_scale(data.suites.get(suite, []))
-    parts, statuses, excluded, records = [], [], [], []
+    parts, statuses, excluded, records, tests = [], [], [], [], []
     for label in sorted({r["job"]["label"] for r in runs}):
         mine = [r for r in runs if r["job"]["label"] == label]
         failed = failed_runs(data, mine)
@@ -141,12 +141,13 @@ def _trick_suite(data: ReportData, suite: str, kind: str, value: Callable[[Mappi
         test = Test.from_paired(f"trick:{suite}:{label}:{kind}", kind, paired, None, effect, margin,
                                 no_boot=NO_TRICK_BOOT)
         statuses.append(decide(data, test, cpu))
+        tests.append(test)
         ci = "" if paired.n < MIN_SEEDS else f", t 95 % CI [{fmt_signed(paired.low)}, {fmt_signed(paired.high)}]"
         extra = test_text(data, test).replace(f"; no image bootstrap: {NO_TRICK_BOOT}", "")
         parts.append(f"{label} {fmt_signed(paired.mean_diff)} ({paired.n} seed(s), p {fmt_p(paired.p)}{ci}"
                      + (f"; {extra}" if extra and paired.n >= MIN_SEEDS else "") + ")")
         records += mine
-    return parts, statuses, excluded, records
+    return parts, statuses, excluded, records, tests
 
 
 def _per_label(data: ReportData, kind: str, value: Callable[[Mapping[str, Any]], tuple[float, float]],
@@ -155,13 +156,17 @@ def _per_label(data: ReportData, kind: str, value: Callable[[Mapping[str, Any]],
     the main suite (rows that failed to train are excluded); regime suites listed beside."""
     if not any(r.get("training_free") for r in data.suites.get(MAIN_SUITE, [])):
         return Verdict(f"no training-free records; run `{RUN_MAIN}`", PENDING)
-    parts, statuses, excluded, records = _trick_suite(data, MAIN_SUITE, kind, value, effect, margin)
-    text = (f"`{MAIN_SUITE}` (CPU suite, deciding; {what}): " + "; ".join(parts)
+    parts, statuses, excluded, records, tests = _trick_suite(data, MAIN_SUITE, kind, value, effect, margin)
+    diffs = [a - b for r in records if r.get("training_free") for a, b in (value(r["training_free"]),)]
+    signs = ""
+    if kind == "greater" and diffs:
+        signs = f"; positive in {sum(d > 0 for d in diffs)}/{len(diffs)} model x seed pairs"
+    text = (f"`{MAIN_SUITE}` (CPU suite, deciding; {what}): " + "; ".join(parts) + signs
             + (f"; excluded, no evidence: {', '.join(excluded)}" if excluded else "")
             + f"; no image bootstrap: {NO_TRICK_BOOT}")
     regime = []
     for suite in REGIME_SUITES:
-        r_parts, _, _, r_records = _trick_suite(data, suite, kind, value, effect, margin)
+        r_parts, _, _, r_records, _ = _trick_suite(data, suite, kind, value, effect, margin)
         if r_parts:
             slow = len(not_converged_runs(data, r_records))
             regime.append(f"`{suite}` regime check (ImageNet-pretrained weights; listed, not deciding; "
@@ -171,8 +176,8 @@ def _per_label(data: ReportData, kind: str, value: Callable[[Mapping[str, Any]],
     v = judge(data, records, text, RUN_MAIN, [], True, "; ".join(regime))
     status = weakest(statuses)
     if earlier_stage_runs(data, records) and status in EMPIRICAL:
-        status = STAGE_INCONCLUSIVE
-    return Verdict(v.measured, status, v.flag)
+        status = STAGE_CONTRADICTED if status == CONTRADICTED else STAGE_INCONCLUSIVE
+    return Verdict(v.measured, status, v.flag, tests=tests, records=records)
 
 
 def trick_gain(kind: str, effect: float | None = None) -> Check:
@@ -197,8 +202,22 @@ def trick_robust(margin: float) -> Check:
 
 # ----------------------------------------------------------------------------- ablation curves
 
+def _off_configuration(curve: Any, where: Mapping[str, Any] | None) -> str:
+    """'' when every record of the curve has the paper's ``where`` hparams; else what it has instead."""
+    if not where:
+        return ""
+    seen = {}
+    for _, rs in curve.runs:
+        for r in rs:
+            hp = {**(r.get("hparams_resolved") or {}), **hparams(r)}
+            for key, want in where.items():
+                if hp.get(key) != want:
+                    seen[key] = hp.get(key)
+    return ", ".join(f"{k} = {hparam_text(v)} (the paper's: {hparam_text(where[k])})" for k, v in sorted(seen.items()))
+
+
 def curve_check(method: str, axis: str, rule: str, at: Any = None, effect: float | None = None,
-                margin: float | None = None) -> Check:
+                margin: float | None = None, where: Mapping[str, Any] | None = None, run: str = "") -> Check:
     """An ablation claim, decided on the sweep that varies ``axis`` of ``method`` (rule 1):
     'argmax' (the value ``at`` is best, significantly above the runner-up), 'low_better'
     (smallest value > largest), 'high_better' (largest > smallest), 'increasing' (Kendall tau
@@ -221,6 +240,10 @@ def curve_check(method: str, axis: str, rule: str, at: Any = None, effect: float
                           for v, ci in points)
         prefix = f"`{curve.suite}` {curve.hparam}: {shown}"
         every = [r for _, rs in curve.runs for r in rs]
+        off = _off_configuration(curve, where)
+        if off:
+            return Verdict(f"not run at the paper's configuration: the records have {off}; run `{run}`. "
+                           f"Listed, not deciding: {prefix}", NOT_RUN)
 
         def pair(x: Any, y: Any) -> PairEvidence | None:
             return pair_evidence(data, curve.suite, curve.records_at(x), curve.records_at(y))

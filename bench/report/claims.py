@@ -14,6 +14,8 @@ from bench.report.checks_costs import cost_match
 from bench.report.checks_rows import *  # noqa: F401,F403
 from bench.report.claims_text import TEXT_CLAIMS
 
+#: The configuration a paper's cost cell was counted at (CSRA's parameter claim: H = 1).
+PAPER_CONFIGURATION = {"CSRA": {"num_heads": 1}}
 #: Rows of the papers' tables that are no method of this benchmark.
 OUT_OF_SCOPE_ROWS = {"TDRG": "TDRG is not a method of this benchmark"}
 
@@ -29,7 +31,8 @@ def text_claims(data: ReportData) -> list[Claim]:
         out = []
         for paper, where, claim, check in TEXT_CLAIMS:
             v = check(data)
-            out.append(Claim(paper, where, claim, v[0], v[1], getattr(v, "flag", ""), getattr(v, "arith", "")))
+            out.append(Claim(paper, where, claim, v[0], v[1], getattr(v, "flag", ""), getattr(v, "arith", ""),
+                             tuple(getattr(v, "tests", ())), getattr(v, "ours", ""), tuple(getattr(v, "records", ()))))
         return out
     data._text_claims = holm_pass(data, run)
     return data._text_claims
@@ -44,7 +47,8 @@ def table_cell_claims(data: ReportData) -> list[Claim]:
         if v.row in OUT_OF_SCOPE_ROWS:
             measured, status = f"{OUT_OF_SCOPE}: {OUT_OF_SCOPE_ROWS[v.row]}", OUT_OF_SCOPE
         elif v.dataset == "cost":
-            measured, status = cost_match(methods[v.row], v.column, v.value)(data)
+            where = PAPER_CONFIGURATION.get(v.row)
+            measured, status = cost_match(methods[v.row], v.column, v.value, where=where)(data)
         else:
             measured, status = f"`{pv.DATA_COMMANDS[v.dataset]}`", NEEDS
         out.append(Claim(v.paper, f"{v.table}, row {v.row}, column {v.column}", f"{v.value:g}", measured, status))

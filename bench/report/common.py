@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from bench.evaluate import convergence, stats
+from bench.report import cache
 from bench.report.configurations import one_configuration_per_label, say_unread
 from bench.run.store import Store, staleness
 
@@ -56,33 +57,16 @@ CHANCE_FRACTION = 0.1
 def chance_margin(chance: float) -> float:
     """Points above chance a test mAP must exceed to count as learned (see CHANCE_FRACTION)."""
     return max(CHANCE_MARGIN, CHANCE_FRACTION * (100.0 - chance))
-#: All predictions positive at the 0.5 threshold: CR at least this (and CP within CHANCE_MARGIN of
-#: the prevalence); all negative: CR at most ALL_NEGATIVE_CR. Such a row's thresholded metrics
-#: (CP/CR/CF1/OP/OR/OF1 at 0.5) are no evidence; its ranking (mAP) is, unless the mAP is at
-#: chance or the representation collapsed (then the whole run failed).
+#: All predictions positive at 0.5: CR at least this (CP within CHANCE_MARGIN of the prevalence); all
+#: negative: CR at most ALL_NEGATIVE_CR. Such a row's metrics at 0.5 are no evidence; its mAP is,
+#: unless at chance or the representation collapsed (then the whole run failed).
 ALL_POSITIVE_CR = 99.0
 ALL_NEGATIVE_CR = 1.0
 SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
-#: A run converged when every stage passes bench.evaluate.convergence's rule (recomputed from the
-#: record's history whenever a record is read; the stored record["convergence"] is never trusted).
+#: A run converged when every stage passes bench.evaluate.convergence's rule (recomputed from the history).
 CONVERGED_GAIN = convergence.MAX_LAST_QUARTER_GAIN
 #: Marks a row with at least one stale record (made by other code than the current).
 STALE_MARK = "†"
-
-
-def stale_line(data: "ReportData") -> str:
-    """'' when every record is current; else how many rows/records are stale and how to rerun."""
-    stale = data.stale_records()
-    if not stale:
-        return ""
-    rows = {(data.suite_of(r), r["job"]["label"]) for r in stale}
-    total_rows = {(s, r["job"]["label"]) for s, recs in data.suites.items() for r in recs}
-    suites = sorted({s for s, _ in rows})
-    commands = "; ".join(f"`{command_for(s)} --rerun-stale`" for s in suites)
-    return (f"**Stale records:** {len(rows)} of {len(total_rows)} rows ({len(stale)} of "
-            f"{len(data.all_records())} records) were made by other code than the current one (their "
-            f"code fingerprint differs or is missing; README 'When is a record stale?'); they are marked "
-            f"{STALE_MARK}. Rerun them with {commands}.")
 
 
 def command_for(suite: str) -> str:
@@ -304,7 +288,7 @@ class ReportData:
             degenerate.append(f"predictions all negative at 0.5 (CR {cr:.1f})")
         gain, not_converged, earlier, assessment = None, False, (), None
         if record.get("history"):  # recomputed from the history, never the stored verdict
-            assessment = convergence.assess(record)
+            assessment = convergence.assess(record, self.loss_calibration.threshold)
             sel = assessment["selection"]
             gain = None if sel is None else sel["value"]
             not_converged = sel is not None and not sel["converged"]
@@ -327,6 +311,10 @@ class ReportData:
 
     def stale_records(self) -> list[dict[str, Any]]:
         return [r for r in self.all_records() if self.health(r).stale]
+
+    @cached_property
+    def loss_calibration(self) -> convergence.LossCalibration:  # the one loss rule, calibrated on these records
+        return convergence.calibrate(self.all_records())
 
     @cached_property
     def costs(self) -> dict[str, dict[str, Any]]:
@@ -365,8 +353,11 @@ class ReportData:
                 return label
         return None
 
+    def _predictions_path(self, suite: str, record: Mapping[str, Any]) -> Path:
+        return self.root / self._suite_of.get(record["job_id"], suite) / record["job_id"] / "predictions.npz"
+
     def predictions(self, suite: str, record: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
-        path = self.root / self._suite_of.get(record["job_id"], suite) / record["job_id"] / "predictions.npz"
+        path = self._predictions_path(suite, record)
         if not path.is_file():
             return None
         with np.load(path) as npz:
@@ -395,8 +386,9 @@ class ReportData:
         if all(p is not None for p in preds_a + preds_b):
             targets = preds_a[0][1]
             if all(p[1].shape == targets.shape and np.array_equal(p[1], targets) for p in preds_a + preds_b):
-                boot = stats.bootstrap_map_difference([p[0] for p in preds_a], [p[0] for p in preds_b],
-                                                      targets, resamples=self.resamples)
+                files = [[self._predictions_path(suite, side[s]) for s in seeds] for side in (by_a, by_b)]
+                boot = cache.bootstrap(*files, self.resamples, lambda: stats.bootstrap_map_difference(
+                    [p[0] for p in preds_a], [p[0] for p in preds_b], targets, resamples=self.resamples))
         return seeds, paired, boot
 
     def compare(self, suite: str, a: str, b: str) -> Comparison | None:

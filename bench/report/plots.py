@@ -1,13 +1,13 @@
 """Report figures (PNG, Agg backend, byte-deterministic) that do not mislead:
 
-* ablation curves: our mean test mAP with 95 % t-interval error bars AND every seed's value as
-  a dot; the y-axis always includes every seed and interval and spans at least
-  :data:`MIN_SPAN` mAP points (so noise never fills the axis); a categorical axis (modes,
-  on/off, feature kinds) is drawn as points, never joined by a line; the legend says
-  "1 seed, no interval" when there is one seed; the paper's values (bench.report.paper_values) are
-  drawn beside ours on a secondary axis wherever the paper prints numbers, and its chosen
-  value is marked where it prints none;
-* the training-free trick's gain vs Lambda, with the same rules;
+* ablation curves: each swept value's mAP MINUS a reference (the first value, or the baseline
+  row for CSRA's Lambda), seed-paired, with 95 % t-interval error bars AND every seed's
+  difference as a dot; the paper's values minus the paper's own reference on the SAME axis
+  (never a secondary axis: both are differences in mAP points), its chosen value marked where
+  it prints none; a value with a not-converged run is marked; the y-axis includes every seed
+  and interval and spans at least :data:`MIN_SPAN` points; a categorical axis is drawn as
+  points in the paper's row order, never joined by a line;
+* the training-free trick's gain vs Lambda, the paper's gains on the same axis by dataset;
 * learning curves: validation mAP per epoch of every row and seed of a suite, one small panel
   per row (epochs of a non-selection stage have no validation mAP and are left blank)."""
 from __future__ import annotations
@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from bench.report import paper_values as pv  # noqa: E402
 from bench.evaluate import stats  # noqa: E402
-from bench.report.common import SWEEP_AXES, Curve, ReportData, hparam_text  # noqa: E402
+from bench.report.common import SWEEP_AXES, Curve, ReportData, hparam_text, test_metric  # noqa: E402
 
 #: PNG metadata without the matplotlib version or any timestamp: same inputs, same bytes.
 PNG_METADATA = {"Software": None}
@@ -66,7 +66,7 @@ save = _save
 
 
 def legend_below(fig: Any, axes: Sequence[Any]) -> Any:
-    """ONE legend for every axis (ours and the paper's twin), in its own space below the plot:
+    """ONE legend for every axis of the figure, in its own space below the plot:
     never drawn over a point, a line, a label or another legend."""
     for ax in axes:
         if ax.get_legend() is not None:
@@ -88,18 +88,6 @@ def wrapped_title(ax: Any, text: str, width: int = 58) -> None:
     import textwrap
 
     ax.set_title("\n".join(textwrap.fill(line, width) for line in text.split("\n")), fontsize=9)
-
-
-def align_zero(ax: Any, twin: Any) -> None:
-    """Secondary-axis limits so that its 0 sits at the same height as the primary axis's 0."""
-    lo, hi = ax.get_ylim()
-    t_lo, t_hi = twin.get_ylim()
-    if not (lo < 0 < hi):
-        return
-    frac = -lo / (hi - lo)  # the height of 0 on the primary axis
-    # the smallest twin range containing its data with 0 at ``frac``
-    scale = max(t_hi / (1 - frac) if t_hi > 0 else 0.0, -t_lo / frac if t_lo < 0 else 0.0) or 1.0
-    twin.set_ylim(-frac * scale, (1 - frac) * scale)
 
 
 def remove_orphans(figures_dir: Path, made: Sequence[Path]) -> list[Path]:
@@ -130,27 +118,51 @@ def _span_values(cis: Sequence[stats.MeanCI], seeds: Sequence[Sequence[float]]) 
     return out + [v for vs in seeds for v in vs]
 
 
-def sweep_figure(curve: Curve, path: Path, note: str = "") -> None:
-    points = curve.ci()
-    cis = [c for _, c in points]
+def _ordered(curve: Curve) -> list[Any]:
+    """The sweep's values: numeric ascending, categorical in the paper's row order when known."""
+    values = [v for v, _ in curve.points]
+    names = _PAPER_POINTS.get((curve.method, curve.axis), (None, {}, ""))[1]
+    order = list(names)
+    return sorted(values, key=lambda v: order.index(v) if v in order else len(order)) if order else values
+
+
+def _paired_diffs(runs: Sequence[Any], ref: Sequence[Any]) -> list[float]:
+    by_ref = {r["job"]["seed"]: test_metric(r) for r in ref}
+    return [test_metric(r) - by_ref[r["job"]["seed"]] for r in runs if r["job"]["seed"] in by_ref]
+
+
+def sweep_figure(curve: Curve, path: Path, note: str = "", reference: tuple[str, Sequence[Any]] | None = None,
+                 slow: Sequence[Any] = ()) -> None:
+    """mAP of every swept value minus a reference (the first value, or ``reference`` = (name, runs),
+    e.g. the baseline row), seed-paired with its 95 % t-interval; the paper's values minus the
+    paper's own reference on the SAME axis (no secondary axis); values in ``slow`` (a run not
+    converged) marked."""
+    values = _ordered(curve)
+    ref_name, ref_runs = reference or (hparam_text(values[0]), curve.records_at(values[0]))
+    diffs = [_paired_diffs(curve.records_at(v), ref_runs) for v in values]
+    cis = [stats.mean_ci(d) for d in diffs]
     fig, ax = plt.subplots(figsize=(5.0, 3.4))
     numeric = _numeric(curve)
-    xs = [float(v) for v, _ in points] if numeric else list(range(len(points)))
+    xs = [float(v) for v in values] if numeric else list(range(len(values)))
     _errorbar(ax, xs, cis, f"ours ({curve.suite}), {seeds_text(cis)}", line=numeric)
-    for x, (_, maps) in zip(xs, curve.points):
-        if len(maps) > 1:
-            ax.scatter([x] * len(maps), maps, s=9, color="tab:blue", alpha=0.45, zorder=3)
-    if any(len(maps) > 1 for _, maps in curve.points):
-        ax.scatter([], [], s=9, color="tab:blue", alpha=0.45, label="ours, each seed")
+    for x, d in zip(xs, diffs):
+        if len(d) > 1:
+            ax.scatter([x] * len(d), d, s=9, color="tab:blue", alpha=0.45, zorder=3)
+    ax.scatter([], [], s=9, color="tab:blue", alpha=0.45, label="ours, each seed")
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    span = _span_values(cis, diffs) + [0.0] + _overlay_paper(ax, curve, numeric, xs, values)
+    ax.set_ylim(*y_limits(span))
+    for x, v, ci in zip(xs, values, cis):
+        if v in slow:
+            ax.annotate("not converged", (x, ci.mean), fontsize=6, color="tab:red", xytext=(4, -10),
+                        textcoords="offset points")
     if not numeric:
-        ax.set_xticks(xs, [hparam_text(v) for v, _ in points])
+        ax.set_xticks(xs, [hparam_text(v) for v in values])
         ax.set_xlim(-0.5, len(xs) - 0.5 + PAPER_OFFSET * 2)
-    ax.set_ylim(*y_limits(_span_values(cis, [m for _, m in curve.points])))
     ax.set_xlabel(f"{curve.method} {curve.hparam}")
-    ax.set_ylabel("test mAP (%), ours")
-    twin = _overlay_paper(ax, curve, numeric, xs)
-    wrapped_title(ax, f"{curve.method}: mAP vs {curve.axis} ({curve.reference}){note}")
-    legend_below(fig, [ax] + ([twin] if twin is not None else []))
+    ax.set_ylabel("mAP - reference (points)")
+    wrapped_title(ax, f"{curve.method}: mAP vs {curve.axis}, difference from {ref_name} ({curve.reference}){note}")
+    legend_below(fig, [ax])
     _save(fig, path)
 
 
@@ -160,59 +172,53 @@ _PAPER_POINTS: dict[tuple[str, str], tuple[Any, dict[Any, str], str]] = {
                        "paper Table 6 (MS-COCO, ResNet-cut)"),
     ("imlgcn", "nodes"): (pv.IMLGCN_T3, {"word": "Word embeddings F_W", "image": "Image features F_I",
                                           "pca": "Image features F_PCA"}, "paper Table 3 (MS-COCO)"),
-    ("probmcl", "overlap"): (pv.PROBMCL_OVERLAP, {"jaccard": "Jaccard", "cosine": "cosine"},
+    ("probmcl", "overlap"): (pv.PROBMCL_OVERLAP, {"cosine": "cosine", "jaccard": "Jaccard"},
                              "paper Sec. 3.2 (MS-COCO, TResNet-L)"),
 }
 #: Paper points on a categorical axis sit this far right of ours, so neither hides the other.
 PAPER_OFFSET = 0.18
 
 
-def _paper_twin(ax: Any, xs: Sequence[float], values: Sequence[float | None], label: str,
-                color: str = "tab:orange", marker: str = "s", twin: Any = None) -> Any:
-    """The paper's numbers at our x positions on a secondary axis (their scale differs)."""
-    twin = twin or ax.twinx()
-    pts = [(x, v) for x, v in zip(xs, values) if v is not None]
-    if pts:
-        twin.scatter([x for x, _ in pts], [v for _, v in pts], marker=marker, color=color, label=label, zorder=4)
-        twin.set_ylim(*y_limits([v for _, v in pts]))
-    twin.set_ylabel("paper mAP (%), MS-COCO")
-    return twin
+def _paper_diffs(ax: Any, xs: Sequence[float], values: Sequence[float | None], label: str,
+                 color: str = "tab:orange", marker: str = "s") -> list[float]:
+    """The paper's numbers minus its value at our reference (the first x), on our axis."""
+    if not values or values[0] is None:
+        return []
+    pts = [(x, v - values[0]) for x, v in zip(xs, values) if v is not None]
+    ax.scatter([x for x, _ in pts], [v for _, v in pts], marker=marker, color=color, label=label, zorder=4)
+    return [v for _, v in pts]
 
 
-def _overlay_paper(ax: Any, curve: Curve, numeric: bool, xs: Sequence[float]) -> Any:
-    """Draw the paper's values (secondary axis, returned) or its chosen value (None)."""
+def _overlay_paper(ax: Any, curve: Curve, numeric: bool, xs: Sequence[float], values: Sequence[Any]) -> list[float]:
+    """Draw the paper's differences (returned, for the y-range) or its chosen value."""
     chosen = pv.CHOSEN_HPARAMS.get((curve.method, curve.axis))
-    values = [v for v, _ in curve.points]
+    shift = 0 if numeric else PAPER_OFFSET
     if curve.method == "csra" and curve.axis == "heads":
-        twin = ax.twinx()
-        heads = [float(c.split("=")[1]) for c in pv.CSRA_T7.columns]
+        out = []
+        heads = {float(c.split("=")[1]): i for i, c in enumerate(pv.CSRA_T7.columns)}
         for (row, paper), color in zip(pv.CSRA_T7.rows, ("tab:orange", "tab:green")):
-            twin.plot(heads, paper, linestyle="--", marker="s", color=color, label=f"paper Table 7, {row}")
-        twin.set_ylim(*y_limits([v for _, paper in pv.CSRA_T7.rows for v in paper]))
-        twin.set_ylabel("paper mAP (%), MS-COCO")
-        return twin
-    elif curve.method == "csra" and curve.axis == "normalisation":
-        twin = None
-        with_n = dict(pv.CSRA_T8.rows)
-        for col, (marker, color) in zip(pv.CSRA_T8.columns, (("s", "tab:orange"), ("D", "tab:green"))):
-            i = pv.CSRA_T8.columns.index(col)
-            paper = [with_n["with normalisation" if v else "without normalisation"][i] for v in values]
-            twin = _paper_twin(ax, [x + PAPER_OFFSET * (i + 1) for x in xs], paper,
-                               f"paper Table 8 (MS-COCO, ResNet-101 {col})", color, marker, twin)
-        return twin
-    elif (curve.method, curve.axis) in _PAPER_POINTS:
+            out += _paper_diffs(ax, xs, [paper[heads[float(v)]] if float(v) in heads else None for v in values],
+                                f"paper Table 7, {row} (MS-COCO)", color)
+        return out
+    if curve.method == "csra" and curve.axis == "normalisation":
+        out, rows = [], dict(pv.CSRA_T8.rows)
+        for i, (col, marker, color) in enumerate(zip(pv.CSRA_T8.columns, "sD", ("tab:orange", "tab:green"))):
+            paper = [rows["with normalisation" if v else "without normalisation"][i] for v in values]
+            out += _paper_diffs(ax, [x + PAPER_OFFSET * (i + 1) for x in xs], paper,
+                                f"paper Table 8 (MS-COCO, ResNet-101 {col})", color, marker)
+        return out
+    if (curve.method, curve.axis) in _PAPER_POINTS:
         table, names, label = _PAPER_POINTS[(curve.method, curve.axis)]
         rows = dict(table.rows)
         paper = [rows[names[v]][0] if v in names and names[v] in rows else None for v in values]
-        return _paper_twin(ax, [x + (0 if numeric else PAPER_OFFSET) for x in xs], paper, label)
-    elif curve.method == "csra" and curve.axis == "lambda" and numeric:
-        for lam, who in ((0.1, "ResNet-cut"), (1.0, "VIT-L16")):
+        return _paper_diffs(ax, [x + shift for x in xs], paper, label)
+    if curve.method == "csra" and curve.axis == "lambda" and numeric:
+        for lam, who in ((0.1, "ResNet-cut, VOC2007, H = 1"), (1.0, "VIT-L16")):
             ax.axvline(lam, linestyle=":", color="gray")
-            ax.annotate(f"paper peak: {who}", (lam, ax.get_ylim()[0]), fontsize=6, rotation=90,
-                        va="bottom", ha="right")
+            ax.annotate(f"paper peak: {who}", (lam, 0.0), fontsize=6, rotation=90, va="bottom", ha="right")
     elif chosen is not None and numeric:
         ax.axvline(chosen, linestyle=":", color="gray", label=f"paper's choice {chosen:g} (Fig. 2 gives no numbers)")
-    return None
+    return []
 
 
 def trick_figure(data: ReportData, suite: str, path: Path) -> bool:
@@ -237,18 +243,18 @@ def trick_figure(data: ReportData, suite: str, path: Path) -> bool:
         span += _span_values(cis, gains)
     ax.axhline(0.0, color="black", linewidth=0.6)
     ax.set_xscale("log")
-    ax.set_ylim(*y_limits(span))
     ax.set_xlabel("Lambda (score = avg + Lambda * max)")
-    ax.set_ylabel("test mAP gain (points), ours")
-    twin = ax.twinx()
-    lams = [values[1] for _, values in pv.CSRA_T1.rows]
-    paper_gains = [values[2] - values[0] for _, values in pv.CSRA_T1.rows]
-    twin.scatter(lams, paper_gains, marker="x", color="gray", label="paper Table 1 (tuned Lambda, gain)")
-    twin.set_ylim(*y_limits(paper_gains + [0.0]))
-    align_zero(ax, twin)  # the paper's 0 at the height of ours
-    twin.set_ylabel("paper gain (points)")
+    ax.set_ylabel("test mAP gain over the same model (points)")
+    for dataset, marker in (("MS-COCO", "x"), ("VOC2007", "+"), ("WIDER", "1"), ("ImageNet", "2")):
+        rows = [values for row, values in pv.CSRA_T1.rows if row.startswith(dataset)]
+        if rows:
+            gains = [v[2] - v[0] for v in rows]
+            ax.scatter([v[1] for v in rows], gains, marker=marker, color="gray",
+                       label=f"paper Table 1, {dataset} (its tuned Lambda, gain)")
+            span += gains
+    ax.set_ylim(*y_limits(span))
     wrapped_title(ax, f"Training-free trick vs Lambda ({suite})")
-    legend_below(fig, [ax, twin])
+    legend_below(fig, [ax])
     _save(fig, path)
     return True
 
@@ -321,9 +327,17 @@ def all_figures(data: ReportData, figures_dir: Path,
             path = figures_dir / f"{method}-{axis}-{curve.suite}.png"
             runs = [r for _, rs in curve.runs for r in rs]
             failed = sum(data.health(r).is_failed for r in runs)
-            sweep_figure(curve, path, f"\n{failed}/{len(runs)} runs failed to train: no evidence" if failed else "")
+            slow = [v for v, rs in curve.runs if any(data.health(r).not_converged or data.health(r).earlier_not_converged
+                                                      for r in rs)]
+            reference = None
+            if (method, axis) == ("csra", "lambda"):
+                suite = curve.suite if data.label_for(curve.suite, "baseline") else "default"
+                label = data.label_for(suite, "baseline")
+                reference = (f"the baseline row (`{suite}`)", data.runs(suite, label)) if label else None
+            sweep_figure(curve, path, f"\n{failed}/{len(runs)} runs failed to train: no evidence" if failed else "",
+                         reference, slow)
             out.append((f"{reference}: {method} mAP vs {axis} (`{curve.suite}`)", path))
-    for suite in sorted(data.suites):
+    for suite in [s for s in main_suites if s in data.suites]:  # the suites the trick claims use
         trick = figures_dir / f"training-free-lambda-{suite}.png"
         if trick_figure(data, suite, trick):
             out.append((f"CSRA Table 1 / Fig. 1: training-free trick gain vs Lambda (`{suite}`)", trick))

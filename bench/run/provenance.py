@@ -110,6 +110,13 @@ EXCLUDED: dict[str, str] = {
     "bench/report/checks_rows.py": "the ledger's mAP checks over finished records",
     "bench/report/checks_costs.py": "the ledger's cost and timing checks over finished records and cost records",
     "bench/report/stage1.py": "renders the ProbMCL stage-1 budget section from records",
+    "bench/report/findings.py": "selects and summarises the ledger's verdicts for REPORT.md's first screen",
+    "bench/report/key_findings.py": "generates REPORT.md's key-finding sentences from records and verdicts",
+    "bench/report/methods_section.py": "renders the methods and significance tables from records",
+    "bench/report/ledger_page.py": "renders the ledger's rules and the generated cells page from records",
+    "bench/report/cache.py": "caches the report's bootstraps of finished records' predictions, outside the repo",
+    "bench/report/diagnostics.py": "loss-curve and accuracy-vs-cost figures from finished records and cost records",
+    "bench/report/per_class.py": "per-class AP table and heatmap from finished records' predictions",
     "bench/spec/cluster.py": "the cluster block: where a job runs, never what it computes",
     # a verdict over a record's own curves, recomputed from its history whenever it is read
     "bench/evaluate/convergence.py": "convergence verdicts from a record's history (recomputed when read)",
