@@ -83,6 +83,7 @@ EXCLUDED: dict[str, str] = {
     "bench/run/sweep_cmd.py": "`bench sweep`: selects jobs, hands them to an executor",
     "bench/run/executors.py": "calls the runner job after job (threads are recorded in provenance)",
     "bench/run/slurm.py": "submits to Slurm and requeues; the job runs the same runner",
+    "bench/run/signals.py": "which process acts on Slurm's/the user's signals; computes nothing",
     "bench/errors.py": "exception classes",
     "bench/data/inspect.py": "`bench data inspect`: prints label statistics",
     # a job's identity: every effect passes through the job's semantic fields (the job id)
