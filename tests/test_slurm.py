@@ -32,11 +32,12 @@ CLUSTER = {"time_min": 10, "cpus_per_task": 1, "max_requeues": 5, "signal_delay_
 
 
 def _write_sweep(tmp_path: Path, name: str, seeds: list[int], epochs: int = 1, n_train: int = 128,
-                 cluster: dict | None = None) -> Path:
+                 cluster: dict | None = None, budget: dict | None = None) -> Path:
     base = {"name": "tiny", "dataset": {"name": "mnist-mosaic",
                                         "options": {"n_train": n_train, "n_val": 32, "n_test": 64, "seed": 0}},
             "backbone": "smallcnn",
-            "budget": {"epochs": epochs, "batch_size": 32, "resolution": 32, "eval_batch_size": 64},
+            "budget": {"epochs": epochs, "batch_size": 32, "resolution": 32, "eval_batch_size": 64,
+                       **(budget or {})},
             "evaluation": {"trick_lambdas": [0.1]}, "seeds": [0], "methods": ["baseline"]}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(base))
     sweep = {"name": name, "suite": "tiny.yaml", "seeds": seeds, "cluster": {**CLUSTER, **(cluster or {})},
@@ -144,6 +145,69 @@ def test_preempted_job_resumes_from_checkpoint(slurm_cluster, tmp_path):
     record = json.loads(jd.record_file.read_text())
     assert record["timing"]["resumed"] is True
     # the same job uninterrupted, in this process: identical metrics
+    reference = run_job(job, Store(tmp_path / "reference"), device="cpu", threads=1, progress=False)
+    assert record["metrics"]["selected"]["test"]["mAP"] == pytest.approx(
+        reference["metrics"]["selected"]["test"]["mAP"], abs=1e-6)
+    assert record["selected_epoch"] == reference["selected_epoch"]
+
+
+def _task_process(folder: Path) -> int | None:
+    """The pid of the submitit task process (``python -m submitit.core._submit FOLDER/...``)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (b"python" in Path(args[0].decode(errors="replace")).name.encode() and b"submitit.core._submit" in args
+                and any(str(folder).encode() in a for a in args)):  # not srun, whose arguments are the same
+            return int(cmdline.parent.name)
+    return None
+
+
+def _child_count(pid: int) -> int:
+    count = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            count += int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid
+        except (OSError, IndexError, ValueError):
+            pass
+    return count
+
+
+def test_preempted_job_with_workers_requeues_once(slurm_cluster, tmp_path):
+    """Slurm signals every process of the step, DataLoader workers included: the job is
+    checkpointed and requeued ONCE (by its main process) and ends with the metrics of an
+    uninterrupted run (tests/test_child_signals.py has the mechanism and the local run)."""
+    sweep = load_sweep(str(_write_sweep(tmp_path, "preemptw", seeds=[0], epochs=4, n_train=768,
+                                        budget={"workers": 2})))
+    job = expand_sweep(sweep)[0]
+    load_job_data(job)
+    store = Store(tmp_path / "results")
+    get_executor("slurm", dict(sweep.cluster)).submit([job], store)
+    jd = store.job_dir(job)
+    slurm_id = read_submission(jd)["slurm_job_id"]
+    folder = tmp_path / "results" / "preemptw" / ".submitit"
+    _wait_for(jd.checkpoint_file.exists, 180, "the first checkpoint")
+    task = _task_process(folder)
+    assert task is not None, "the submitit task process was not found"
+    _wait_for(lambda: _child_count(task) >= 2 or jd.is_done, 60, "the DataLoader workers")
+    assert not jd.is_done, "the job finished before it could be preempted"
+    workers = _child_count(task)
+    subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, env=slurm_cluster.env, timeout=15)
+    assert _wait_final([job], store, timeout=240)[job.job_id] == "done"
+    assert workers >= 2
+    assert json.loads((jd.path / PREEMPTED_FILE).read_text())["count"] == 1  # one checkpoint() call
+    # submitit logs WARNING lines to both files, INFO lines to stdout only; children share them
+    stdout, stderr = ("".join(p.read_text(errors="replace") for p in folder.glob(f"*_log.{ext}"))
+                      for ext in ("out", "err"))
+    assert stderr.count("Caught signal SIGUSR2") == 1, stderr[-3000:]  # only the main process acted
+    assert stdout.count("Calling checkpoint method") == 1, stdout[-3000:]
+    assert stdout.count("Requeued job") == 1 and "exited unexpectedly" not in stderr
+    _wait_for(lambda: _sacct_state(slurm_id, slurm_cluster.env) not in ("", "RUNNING", "COMPLETING"), 60,
+              "the task process to exit")
+    assert _sacct_state(slurm_id, slurm_cluster.env) == "COMPLETED"
+    record = json.loads(jd.record_file.read_text())
+    assert record["timing"]["resumed"] is True
     reference = run_job(job, Store(tmp_path / "reference"), device="cpu", threads=1, progress=False)
     assert record["metrics"]["selected"]["test"]["mAP"] == pytest.approx(
         reference["metrics"]["selected"]["test"]["mAP"], abs=1e-6)
