@@ -127,14 +127,19 @@ def test_cli_sweep_resubmits_only_cancelled(slurm_cluster, tmp_path, capsys):
     assert "2 done" in capsys.readouterr().out
 
 
-def test_preempted_job_resumes_from_checkpoint(slurm_cluster, tmp_path):
-    sweep = load_sweep(str(_write_sweep(tmp_path, "preempt", seeds=[0], epochs=3, n_train=768)))
+def _submit_one(tmp_path: Path, name: str, **sweep_keys):
+    """Write a one-seed sweep, warm its data cache, submit it: (job, store, job dir, Slurm id)."""
+    sweep = load_sweep(str(_write_sweep(tmp_path, name, seeds=[0], **sweep_keys)))
     job = expand_sweep(sweep)[0]
     load_job_data(job)
     store = Store(tmp_path / "results")
     get_executor("slurm", dict(sweep.cluster)).submit([job], store)
     jd = store.job_dir(job)
-    slurm_id = read_submission(jd)["slurm_job_id"]
+    return job, store, jd, read_submission(jd)["slurm_job_id"]
+
+
+def test_preempted_job_resumes_from_checkpoint(slurm_cluster, tmp_path):
+    job, store, jd, slurm_id = _submit_one(tmp_path, "preempt", epochs=3, n_train=768)
     deadline = time.monotonic() + 120
     while not jd.checkpoint_file.exists() and not jd.is_done and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -178,14 +183,7 @@ def test_preempted_job_with_workers_requeues_once(slurm_cluster, tmp_path):
     """Slurm signals every process of the step, DataLoader workers included: the job is
     checkpointed and requeued ONCE (by its main process) and ends with the metrics of an
     uninterrupted run (tests/test_child_signals.py has the mechanism and the local run)."""
-    sweep = load_sweep(str(_write_sweep(tmp_path, "preemptw", seeds=[0], epochs=4, n_train=768,
-                                        budget={"workers": 2})))
-    job = expand_sweep(sweep)[0]
-    load_job_data(job)
-    store = Store(tmp_path / "results")
-    get_executor("slurm", dict(sweep.cluster)).submit([job], store)
-    jd = store.job_dir(job)
-    slurm_id = read_submission(jd)["slurm_job_id"]
+    job, store, jd, slurm_id = _submit_one(tmp_path, "preemptw", epochs=4, n_train=768, budget={"workers": 2})
     folder = tmp_path / "results" / "preemptw" / ".submitit"
     _wait_for(jd.checkpoint_file.exists, 180, "the first checkpoint")
     task = _task_process(folder)
@@ -246,14 +244,7 @@ def _wait_for(condition, timeout: float, what: str) -> None:
 
 
 def test_requeues_exhausted_fail_with_the_reason(slurm_cluster, tmp_path):
-    sweep = load_sweep(str(_write_sweep(tmp_path, "exhaust", seeds=[0], epochs=6, n_train=768,
-                                        cluster={"max_requeues": 1})))
-    job = expand_sweep(sweep)[0]
-    load_job_data(job)
-    store = Store(tmp_path / "results")
-    get_executor("slurm", dict(sweep.cluster)).submit([job], store)
-    jd = store.job_dir(job)
-    slurm_id = read_submission(jd)["slurm_job_id"]
+    job, store, jd, slurm_id = _submit_one(tmp_path, "exhaust", epochs=6, n_train=768, cluster={"max_requeues": 1})
     _wait_for(jd.checkpoint_file.exists, 120, "the first checkpoint")
     subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, env=slurm_cluster.env, timeout=15)
     # requeued once (max_requeues 1): it resumes and writes a LATER checkpoint

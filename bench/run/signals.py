@@ -88,16 +88,17 @@ def main_process_only(signums: Iterable[int]) -> Iterator[None]:
     stop = threading.Event()
     receiver = threading.Thread(target=stop.wait, name="signal-receiver", daemon=True)
     receiver.start()  # before the mask: it keeps the signals unblocked, so the kernel delivers them
-    for s in wrapped:
-        signal.signal(s, _main_only(s, previous[s], main_pid))
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signums)
-    # multiprocessing's resource tracker (spawn/forkserver start it on first use) UNBLOCKS
-    # SIGINT/SIGTERM in the calling thread once it has started: start it now, then block again.
-    from multiprocessing import resource_tracker
-
-    resource_tracker.ensure_running()
-    signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     try:
+        for s in wrapped:
+            signal.signal(s, _main_only(s, previous[s], main_pid))
+        signal.pthread_sigmask(signal.SIG_BLOCK, signums)
+        # multiprocessing's resource tracker (spawn/forkserver start it on first use) UNBLOCKS
+        # SIGINT/SIGTERM in the calling thread once it has started: start it now, then block again.
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, signums)
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending signal runs the wrapper now
