@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from bench.run.signals import main_process_only
-from helpers import REPO, tiny_suite
+from helpers import REPO, child_processes, tiny_suite
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -98,23 +98,6 @@ def test_the_default_action_still_ends_the_main_process():
     assert out.returncode == -signal.SIGUSR2 and "survived" not in out.stdout
 
 
-def _children(pid: int) -> list[int]:
-    """Every descendant of ``pid`` (from /proc: parent pid of each process)."""
-    parents: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def _run_cli(suite: Path, results: Path, env: dict, signal_children: bool) -> tuple[int, str, set[int]]:
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--suite", str(suite), "--results",
                              str(results), "--no-report"], cwd=REPO, env=env,
@@ -123,7 +106,7 @@ def _run_cli(suite: Path, results: Path, env: dict, signal_children: bool) -> tu
 
     def pester() -> None:  # USR2 and SIGTERM to every child, again and again, until the run ends
         while proc.poll() is None:
-            for child in _children(proc.pid):
+            for child in child_processes(proc.pid):
                 for sig in (signal.SIGUSR2, signal.SIGTERM):
                     try:
                         os.kill(child, sig)
@@ -136,7 +119,8 @@ def _run_cli(suite: Path, results: Path, env: dict, signal_children: bool) -> tu
     if signal_children:
         thread.start()
     out, err = proc.communicate(timeout=500)
-    thread.join(timeout=10) if signal_children else None
+    if signal_children:
+        thread.join(timeout=10)
     return proc.returncode, out + err, signalled
 
 
