@@ -86,6 +86,20 @@ def test_children_ignore_the_signals_and_the_main_process_acts_once(counting_han
     assert not {signal.SIGUSR2, signal.SIGTERM} & signal.pthread_sigmask(signal.SIG_BLOCK, [])
 
 
+def test_outside_the_main_thread_it_changes_nothing():
+    seen = []
+
+    def run() -> None:
+        with main_process_only((signal.SIGUSR2,)):
+            seen.append(signal.getsignal(signal.SIGUSR2))
+
+    before = signal.getsignal(signal.SIGUSR2)
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=10)
+    assert seen == [before]
+
+
 def test_the_default_action_still_ends_the_main_process():
     """With no handler installed, USR2 to the main process terminates it as before."""
     code = ("import os, signal, time\n"

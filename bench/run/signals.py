@@ -77,10 +77,12 @@ def _main_only(signum: int, previous: Any, main_pid: int) -> Callable[[int, Any]
 @contextlib.contextmanager
 def main_process_only(signums: Iterable[int]) -> Iterator[None]:
     """Within the block, ``signums`` act in this process only (its current handlers, or the
-    default action); every process started inside the block ignores them. Must be entered from
-    the main thread. Restores the handlers and the signal mask on exit."""
+    default action); every process started inside the block ignores them. Restores the handlers
+    and the signal mask on exit. Entered from another thread (where Python cannot set handlers)
+    it changes nothing."""
     if threading.current_thread() is not threading.main_thread():
-        raise RuntimeError("main_process_only must be entered from the main thread")
+        yield
+        return
     signums = tuple(dict.fromkeys(int(s) for s in signums))
     main_pid = os.getpid()
     previous = {s: signal.getsignal(s) for s in signums}
