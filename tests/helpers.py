@@ -57,3 +57,21 @@ def fake_hub_cache(root: Path, files: dict[str, dict[str, bytes]], revision: str
                 link.unlink()
             link.symlink_to(Path("..") / ".." / "blobs" / sha)
     return Path(root)
+
+
+def child_processes(pid: int, recursive: bool = True) -> list[int]:
+    """The children of process ``pid`` (every descendant when ``recursive``), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process has gone
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            if recursive:
+                todo.append(child)
+    return out

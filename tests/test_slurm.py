@@ -6,6 +6,7 @@ smallcnn, 32 px, 1-3 epochs); every wait is bounded.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from bench.run.slurm import PREEMPTED_FILE, SUBMISSION_FILE, read_submission
 from bench.run.status import job_statuses, summarize
 from bench.run.store import Store
 from bench.spec.sweeps import expand_sweep, load_sweep
-from helpers import REPO
+from helpers import REPO, child_processes
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
 
@@ -32,11 +33,12 @@ CLUSTER = {"time_min": 10, "cpus_per_task": 1, "max_requeues": 5, "signal_delay_
 
 
 def _write_sweep(tmp_path: Path, name: str, seeds: list[int], epochs: int = 1, n_train: int = 128,
-                 cluster: dict | None = None) -> Path:
+                 cluster: dict | None = None, budget: dict | None = None) -> Path:
     base = {"name": "tiny", "dataset": {"name": "mnist-mosaic",
                                         "options": {"n_train": n_train, "n_val": 32, "n_test": 64, "seed": 0}},
             "backbone": "smallcnn",
-            "budget": {"epochs": epochs, "batch_size": 32, "resolution": 32, "eval_batch_size": 64},
+            "budget": {"epochs": epochs, "batch_size": 32, "resolution": 32, "eval_batch_size": 64,
+                       **(budget or {})},
             "evaluation": {"trick_lambdas": [0.1]}, "seeds": [0], "methods": ["baseline"]}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(base))
     sweep = {"name": name, "suite": "tiny.yaml", "seeds": seeds, "cluster": {**CLUSTER, **(cluster or {})},
@@ -126,14 +128,19 @@ def test_cli_sweep_resubmits_only_cancelled(slurm_cluster, tmp_path, capsys):
     assert "2 done" in capsys.readouterr().out
 
 
-def test_preempted_job_resumes_from_checkpoint(slurm_cluster, tmp_path):
-    sweep = load_sweep(str(_write_sweep(tmp_path, "preempt", seeds=[0], epochs=3, n_train=768)))
+def _submit_one(tmp_path: Path, name: str, **sweep_keys):
+    """Write a one-seed sweep, warm its data cache, submit it: (job, store, job dir, Slurm id)."""
+    sweep = load_sweep(str(_write_sweep(tmp_path, name, seeds=[0], **sweep_keys)))
     job = expand_sweep(sweep)[0]
     load_job_data(job)
     store = Store(tmp_path / "results")
     get_executor("slurm", dict(sweep.cluster)).submit([job], store)
     jd = store.job_dir(job)
-    slurm_id = read_submission(jd)["slurm_job_id"]
+    return job, store, jd, read_submission(jd)["slurm_job_id"]
+
+
+def test_preempted_job_resumes_from_checkpoint(slurm_cluster, tmp_path):
+    job, store, jd, slurm_id = _submit_one(tmp_path, "preempt", epochs=3, n_train=768)
     deadline = time.monotonic() + 120
     while not jd.checkpoint_file.exists() and not jd.is_done and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -148,6 +155,71 @@ def test_preempted_job_resumes_from_checkpoint(slurm_cluster, tmp_path):
     assert record["metrics"]["selected"]["test"]["mAP"] == pytest.approx(
         reference["metrics"]["selected"]["test"]["mAP"], abs=1e-6)
     assert record["selected_epoch"] == reference["selected_epoch"]
+
+
+def _task_process(folder: Path) -> int | None:
+    """The pid of the submitit task process (``python -m submitit.core._submit FOLDER/...``)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (Path(args[0].decode(errors="replace")).name.startswith("python")  # not srun: same arguments
+                and b"submitit.core._submit" in args and any(str(folder).encode() in a for a in args)):
+            return int(cmdline.parent.name)
+    return None
+
+
+def _forked_children(pid: int) -> list[int]:
+    """Children of ``pid`` running its own command line: forked DataLoader workers (not the
+    resource tracker, a fresh interpreter)."""
+    def cmdline(p: int) -> bytes:
+        try:
+            return Path(f"/proc/{p}/cmdline").read_bytes()
+        except OSError:
+            return b""
+    return [c for c in child_processes(pid, recursive=False) if cmdline(c) == cmdline(pid) != b""]
+
+
+def test_preempted_job_with_workers_requeues_once(slurm_cluster, tmp_path):
+    """Slurm signals every process of the step, DataLoader workers included: the job is
+    checkpointed and requeued ONCE (by its main process) and ends with the metrics of an
+    uninterrupted run (tests/test_child_signals.py has the mechanism and the local run)."""
+    job, store, jd, slurm_id = _submit_one(tmp_path, "preemptw", epochs=4, n_train=768, budget={"workers": 2})
+    folder = tmp_path / "results" / "preemptw" / ".submitit"
+    _wait_for(jd.checkpoint_file.exists, 180, "the first checkpoint")
+    task = _task_process(folder)
+    assert task is not None, "the submitit task process was not found"
+    _wait_for(lambda: len(_forked_children(task)) >= 2 or jd.is_done, 60, "the DataLoader workers")
+    assert not jd.is_done, "the job finished before it could be preempted"
+    workers = len(_forked_children(task))
+    subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, env=slurm_cluster.env, timeout=15)
+    assert _wait_final([job], store, timeout=240)[job.job_id] == "done"
+    assert workers >= 2
+    assert json.loads((jd.path / PREEMPTED_FILE).read_text())["count"] == 1  # one checkpoint() call
+    # submitit logs WARNING lines to both files, INFO lines to stdout only; children share them
+    stdout, stderr = ("".join(p.read_text(errors="replace") for p in folder.glob(f"*_log.{ext}"))
+                      for ext in ("out", "err"))
+    assert stderr.count("Caught signal SIGUSR2") == 1, stderr[-3000:]  # only the main process acted
+    assert stdout.count("Calling checkpoint method") == 1, stdout[-3000:]
+    assert stdout.count("Requeued job") == 1 and "exited unexpectedly" not in stderr
+    _wait_for(lambda: _sacct_state(slurm_id, slurm_cluster.env) not in ("", "RUNNING", "COMPLETING"), 60,
+              "the task process to exit")
+    assert _sacct_state(slurm_id, slurm_cluster.env) == "COMPLETED"
+    record = json.loads(jd.record_file.read_text())
+    assert record["timing"]["resumed"] is True
+    # the same job uninterrupted, locally, in a fresh process that (like the Slurm task) only
+    # loads the data cache: the same metrics and curves, exactly
+    local = subprocess.run([sys.executable, "-m", "bench.cli", "sweep", str(tmp_path / "preemptw.yaml"),
+                            "--executor", "local", "--results", str(tmp_path / "reference")], cwd=REPO,
+                           env={**os.environ, "BENCH_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert local.returncode == 0, local.stderr[-2000:]
+    reference = json.loads(Store(tmp_path / "reference").job_dir(job).record_file.read_text())
+    assert reference["timing"]["resumed"] is False
+    for key in ("metrics", "selected_epoch", "training_free"):
+        assert record[key] == reference[key], key
+    assert [(h["epoch"], h["train_loss"], h["val_mAP"]) for h in record["history"]] == \
+        [(h["epoch"], h["train_loss"], h["val_mAP"]) for h in reference["history"]]
 
 
 def test_unknown_partition_is_one_line_and_records_nothing(slurm_cluster, tmp_path):
@@ -182,14 +254,7 @@ def _wait_for(condition, timeout: float, what: str) -> None:
 
 
 def test_requeues_exhausted_fail_with_the_reason(slurm_cluster, tmp_path):
-    sweep = load_sweep(str(_write_sweep(tmp_path, "exhaust", seeds=[0], epochs=6, n_train=768,
-                                        cluster={"max_requeues": 1})))
-    job = expand_sweep(sweep)[0]
-    load_job_data(job)
-    store = Store(tmp_path / "results")
-    get_executor("slurm", dict(sweep.cluster)).submit([job], store)
-    jd = store.job_dir(job)
-    slurm_id = read_submission(jd)["slurm_job_id"]
+    job, store, jd, slurm_id = _submit_one(tmp_path, "exhaust", epochs=6, n_train=768, cluster={"max_requeues": 1})
     _wait_for(jd.checkpoint_file.exists, 120, "the first checkpoint")
     subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, env=slurm_cluster.env, timeout=15)
     # requeued once (max_requeues 1): it resumes and writes a LATER checkpoint

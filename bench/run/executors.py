@@ -32,6 +32,7 @@ class LocalExecutor:
     def submit(self, jobs: list[JobSpec], store: Store) -> dict[str, Any]:
         from bench.errors import BenchError
         from bench.run.runner import run_job
+        from bench.run.signals import local_signals, main_process_only
 
         done, failed, skipped, t_start = [], [], [], time.perf_counter()
         for i, job in enumerate(jobs):
@@ -43,7 +44,9 @@ class LocalExecutor:
                 skipped.append(job)
                 continue
             try:
-                record = run_job(job, store, device=self.device, threads=self.threads, progress=self.progress)
+                with main_process_only(local_signals()):  # the job's workers survive USR2/SIGTERM
+                    record = run_job(job, store, device=self.device, threads=self.threads,
+                                     progress=self.progress)
             except BenchError as err:
                 if RUNNING_ELSEWHERE not in str(err):
                     raise  # a user mistake: one line, exit 2
@@ -103,6 +106,7 @@ def prepare_inputs(jobs: list[JobSpec]) -> None:
     import concurrent.futures
     import multiprocessing
 
+    from bench.run.signals import local_signals, main_process_only
     from bench.spec.jobs import canonical_json
 
     distinct = {}
@@ -114,7 +118,9 @@ def prepare_inputs(jobs: list[JobSpec]) -> None:
         return
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         for job in distinct.values():
-            pool.submit(_prepare, job).result()
+            with main_process_only(local_signals()):  # the child, started here, ignores USR2/SIGTERM;
+                future = pool.submit(_prepare, job)   # this process stays interruptible while it waits
+            future.result()
 
 
 def get_executor(name: str, options: Mapping[str, Any] | None = None) -> Executor:

@@ -197,7 +197,7 @@ def print_plan(jobs: list[Any], executor: str, cluster: Mapping[str, Any], devic
     if executor == "slurm":
         params = slurm_parameters(c, resources, len(jobs))
         gpus = int(params.get("gpus_per_node", 0))
-        shown = {k: v for k, v in params.items() if k not in ("setup",)}
+        shown = {k: v for k, v in params.items() if k not in ("setup", "srun_args")}
         print(f"sbatch ({len(jobs)} job(s), one array): " + ", ".join(f"{k}={v}" for k, v in shown.items()))
         if not gpus and needs_cuda(resources):
             problems.append("the suite needs CUDA but the request has no GPU: drop gpus_per_node=0")

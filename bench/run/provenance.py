@@ -85,6 +85,7 @@ EXCLUDED: dict[str, str] = {
     "bench/run/slurm.py": "submits to Slurm and requeues; the job runs the same runner",
     "bench/run/devices.py": "refuses to start a GPU suite's job without CUDA; never touches a running job",
     "bench/run/plan.py": "`--dry-run`: prints the sbatch request and cost estimates; runs no job",
+    "bench/run/signals.py": "which process acts on Slurm's/the user's signals; computes nothing",
     "bench/errors.py": "exception classes",
     "bench/data/inspect.py": "`bench data inspect`: prints label statistics",
     # a job's identity: every effect passes through the job's semantic fields (the job id)

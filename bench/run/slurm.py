@@ -4,7 +4,10 @@
   returns a resubmission of itself (DINO style): on preemption or time limit
   submitit requeues the task, and the runner resumes from the job's per-epoch
   checkpoint file. ``max_requeues`` bounds the requeues; past it the job fails
-  with the reason in its error.txt.
+  with the reason in its error.txt. Slurm signals every process of the step:
+  the job runs under :func:`bench.run.signals.main_process_only`, so DataLoader
+  workers and helpers ignore USR2/SIGTERM/SIGCONT and only the task's main
+  process checkpoints and requeues, once per signal.
 * :class:`SlurmExecutor` submits every given job as ONE array (chunked at the
   cluster's MaxArraySize), returns at once, and writes ``slurm.json`` into each
   job's folder so ``bench status`` and the next ``bench sweep`` can ask the
@@ -50,13 +53,16 @@ class SlurmJobRunner:
 
     def __call__(self, job_dict: dict[str, Any]) -> dict[str, Any]:
         from bench.run.runner import run_job
+        from bench.run.signals import main_process_only, slurm_signals
 
         job = JobSpec.from_dict(job_dict)
         threads = self.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or None
-        _start_checks(job, Store(self.results_root), self.device)  # no GPU: exit 2 here, in seconds
         try:
-            record = run_job(job, Store(self.results_root), device=self.device, threads=threads,
-                             progress=False)
+            # Slurm signals every process of the step: only this one checkpoints and requeues
+            with main_process_only(slurm_signals()):
+                _start_checks(job, Store(self.results_root), self.device)  # no GPU: exit 2 here, in seconds
+                record = run_job(job, Store(self.results_root), device=self.device, threads=threads,
+                                 progress=False)
         except BenchError as err:
             if "running elsewhere" in str(err):  # a concurrent launcher has it: not a failure
                 return {"job_id": job.job_id, "status": "running elsewhere"}
