@@ -156,7 +156,14 @@ def _report(args: argparse.Namespace) -> int:
     if not args.check:
         from pathlib import Path
 
+        from bench.errors import BenchError
+
+        folder = Path(args.output).parent
+        if not folder.is_dir():  # before any work: the report takes a minute to build
+            raise BenchError(f"--output {args.output}: folder {folder} does not exist; create it "
+                             f"(mkdir -p {folder}) or give a path in an existing folder")
         from bench.run.roots import check_writable
+
 
         check_writable(Path(args.output).parent, "--output")
         check_writable(Path(args.results) / "figures", "--results")
@@ -181,12 +188,56 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (BenchError, DataError, SpecError, HparamError, MetricsInputError)
 
 
+_USER_ERRORS = (("bench.errors", "BenchError"), ("bench.data.base", "DataError"), ("bench.errors", "SpecError"),
+                ("methods.base", "HparamError"), ("bench.evaluate.metrics", "MetricsInputError"))
+
+
+def loaded_user_errors() -> tuple[type[BaseException], ...]:
+    """The classes of :func:`user_errors` whose modules are loaded: an exception can only be one
+    of those, and catching it must not import torch (methods.base) into a command that never
+    needed it (`bench weights fetch` without network)."""
+    return tuple(getattr(sys.modules[m], n) for m, n in _USER_ERRORS if m in sys.modules)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; a `--set KEY VALUE` written without `=` gets the KEY=VALUE form named
+    instead of argparse's bare "unrecognized arguments"."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        bare = [s for s in getattr(args, "sets", []) if "=" not in s]
+        if bare:
+            value = f"={extra[0]}" if not extra[0].startswith("-") else "=VALUE"
+            parser.exit(2, f"bench: error: --set {bare[0]}: expected KEY=VALUE in one word, e.g. "
+                           f"--set {bare[0]}{value}\n")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def check_kind(args: argparse.Namespace) -> None:
+    """`bench sweep SUITE` / `bench run --suite SWEEP`: say which command the file is for (read
+    from the YAML, before the loader's "unknown key")."""
+    from bench.errors import BenchError
+
+    name = args.spec if args.command == "sweep" else getattr(args, "suite", None)
+    if args.command not in ("sweep", "run") or not name or name.endswith((".yaml", ".yml")):
+        return
+    from bench.spec.listing import suite_and_sweep_names
+
+    suites, sweeps = suite_and_sweep_names()
+    if args.command == "sweep" and name in suites and name not in sweeps:
+        raise BenchError(f"{name} is a suite, not a sweep: use bench run --suite {name}")
+    if args.command == "run" and name in sweeps and name not in suites:
+        raise BenchError(f"{name} is a sweep, not a suite: use bench sweep {name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        check_kind(args)
         code = int(args.func(args))
         sys.stdout.flush()  # a closed pipe (`bench results | head`) shows here, not at exit
         return code
@@ -195,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except user_errors() as err:
+    except loaded_user_errors() as err:
         print(f"bench: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
