@@ -113,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--format", choices=("text", "json"), default="text")
     ins.set_defaults(func=_cmd("bench.data.inspect:main"))
 
+    fe = dat.add_parser("fetch", help="download the official archives, verify, extract, then inspect")
+    fe.add_argument("dataset", choices=("coco2014", "voc2007"))
+    fe.add_argument("--data-root", default=None, help="dataset folder (or $BENCH_DATA_ROOT)")
+    fe.add_argument("--mirror", default=None, metavar="URL", help="fetch URL/<archive file> instead of the official host")
+    fe.add_argument("--keep-archives", action="store_true", help="keep the downloaded archives after extraction")
+    fe.set_defaults(func=_cmd("bench.data.fetch:main"))
+
     rep = sub.add_parser("report", help="regenerate REPORT.md from results/")
     rep.add_argument("--results", default="results")
     rep.add_argument("--output", default="REPORT.md")

@@ -17,18 +17,17 @@ PLACEHOLDER = re.compile(r"<[^>]*>|\[[^\]]*\]|\bNAME\b|\bTAG\b|\bSPEC\b|\.\.\.|\
 
 
 def command_lines(path: Path) -> list[tuple[int, str]]:
-    """(line number, command) of each `bench` command in a fenced block or an inline code span."""
+    """(line number, command) of each `bench` command line in a fenced block (inline mentions in
+    prose, such as `bench run`, are names, not command lines)."""
     out, fenced = [], False
     for no, line in enumerate(path.read_text().splitlines(), 1):
         if line.lstrip().startswith("```"):
             fenced = not fenced
             continue
-        candidates = [line] if fenced else re.findall(r"`([^`]+)`", line)
-        for text in candidates:
-            text = text.split(" #", 1)[0].strip()
-            match = re.match(r"^(?:\S*/)?bench (.+)$", text)
-            if match and not PLACEHOLDER.search(text):
-                out.append((no, match.group(1)))
+        text = line.split(" #", 1)[0].strip()
+        match = re.match(r"^(?:\S*/)?bench (.+)$", text) if fenced else None
+        if match and not PLACEHOLDER.search(text):
+            out.append((no, match.group(1)))
     return out
 
 

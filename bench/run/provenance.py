@@ -85,6 +85,8 @@ EXCLUDED: dict[str, str] = {
     "bench/run/slurm.py": "submits to Slurm and requeues; the job runs the same runner",
     "bench/errors.py": "exception classes",
     "bench/data/inspect.py": "`bench data inspect`: prints label statistics",
+    "bench/data/fetch.py": "`bench data fetch`: downloads and extracts archives; the loaders read the files",
+    "bench/run/summary.py": "the end-of-run summary: prints what the finished records say",
     # a job's identity: every effect passes through the job's semantic fields (the job id)
     "bench/spec/suites.py": "YAML -> JobSpec; what it decides is in the job id",
     "bench/spec/sweeps.py": "sweep YAML -> JobSpecs; what it decides is in the job id",
