@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "dataset.options.n_train=500, methods.asl.hparams.clip=0")
     r.add_argument("--rerun-stale", action="store_true", help="rerun stale records (done by other code); "
                    "each old record is kept in <job>/stale-<fingerprint>/ until the new one is done")
+    r.add_argument("--log", action="append", default=[], choices=("tensorboard", "wandb"),
+                   help="also log every epoch (loss, val mAP, lr, images/s) and the test metrics to "
+                        "<job>/tb/ or an offline <job>/wandb/ run (repeatable; not part of the job id)")
     r.set_defaults(func=_cmd("bench.run.run_suite:main"))
 
     sw = sub.add_parser("sweep", help="submit a sweep's jobs not done/queued (one Slurm array)")
@@ -72,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a value of the sweep file (repeatable), validated like the YAML: "
                          "budget.epochs=3, optimizer.lr=1e-3, seeds=[0,1]")
     sw.add_argument("--rerun-stale", action="store_true", help="resubmit stale records (done by other code)")
+    sw.add_argument("--log", action="append", default=[], choices=("tensorboard", "wandb"),
+                    help="as bench run --log: per-epoch TensorBoard / offline wandb logs in each job's folder")
     sw.set_defaults(func=_cmd("bench.run.sweep_cmd:main"))
 
     st = sub.add_parser("status", help="pending/running/done/failed/preempted counts of a suite or sweep")
@@ -245,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         check_kind(args)
+        if getattr(args, "log", None):  # read by bench.run.epochlog, here and in Slurm jobs
+            from bench.run.epochlog import LOG_ENV, check_backends
+
+            check_backends(args.log)
+            os.environ[LOG_ENV] = ",".join(dict.fromkeys(args.log))
         code = int(args.func(args))
         sys.stdout.flush()  # a closed pipe (`bench results | head`) shows here, not at exit
         return code

@@ -86,6 +86,7 @@ EXCLUDED: dict[str, str] = {
     "bench/errors.py": "exception classes",
     "bench/data/inspect.py": "`bench data inspect`: prints label statistics",
     "bench/data/fetch.py": "`bench data fetch`: downloads and extracts archives; the loaders read the files",
+    "bench/run/epochlog.py": "per-epoch CSV / TensorBoard / wandb logs written from the history; never read back",
     "bench/run/summary.py": "the end-of-run summary: prints what the finished records say",
     # a job's identity: every effect passes through the job's semantic fields (the job id)
     "bench/spec/suites.py": "YAML -> JobSpec; what it decides is in the job id",
