@@ -172,8 +172,8 @@ def _report(args: argparse.Namespace) -> int:
 
         folder = Path(args.output).parent
         if not folder.is_dir():  # before any work: the report takes a minute to build
-            raise BenchError(f"--output {args.output}: folder {folder} does not exist; create it "
-                             f"(mkdir -p {folder}) or give a path in an existing folder")
+            raise BenchError(f"--output {args.output}: cannot write there: folder {folder} does not exist; "
+                             f"create it (mkdir -p {folder}) or give a path in an existing folder")
         from bench.run.roots import check_writable
 
 
