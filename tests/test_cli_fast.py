@@ -1,6 +1,7 @@
-"""The commands that only read (`bench --help`, `bench list`, `bench weights list`, `bench data
-inspect` on a bad name, `bench weights fetch` without network) answer without importing torch or
-timm, and what they read without importing equals what the imports would say."""
+"""The commands that only read (`bench --help`, `bench list`, `bench weights list`, `bench results`,
+`bench weights fetch` without network) answer without importing torch or timm, and what they
+read without importing equals what the imports would say. (`bench status` still imports torch:
+loading a suite validates hyperparameters with the methods' own validators.)"""
 from __future__ import annotations
 
 import os
@@ -23,7 +24,7 @@ def run_probe(argv: list[str], **env: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("argv", [["list"], ["list", "methods"], ["list", "keys", "--format", "md"],
-                                  ["weights", "list"]])
+                                  ["weights", "list"], ["results", "--suite", "default"]])
 def test_listings_import_neither_torch_nor_timm(argv):
     stdout, stderr = run_probe(argv)
     assert stdout.splitlines()[-1] == "LOADED False False 0", stderr[-2000:]

@@ -239,9 +239,10 @@ def method_modules(root: Path = REPO) -> dict[str, set[str]]:
     """{method name: repository paths of its own module and the method modules it imports}.
 
     A method module is ``methods/<name>.py`` of a name in the method registry."""
-    import methods as registry
+    from bench.spec.listing import method_catalog  # the registry's names, read without importing torch
 
-    paths = {name: f"methods/{name}.py" for name in registry.names() if (root / "methods" / f"{name}.py").is_file()}
+    names = [spec["name"] for spec in method_catalog()]
+    paths = {name: f"methods/{name}.py" for name in names if (root / "methods" / f"{name}.py").is_file()}
     direct: dict[str, set[str]] = {}
     for name, rel in paths.items():
         text = (root / rel).read_text()
