@@ -176,7 +176,6 @@ def _report(args: argparse.Namespace) -> int:
                              f"create it (mkdir -p {folder}) or give a path in an existing folder")
         from bench.run.roots import check_writable
 
-
         check_writable(Path(args.output).parent, "--output")
         check_writable(Path(args.results) / "figures", "--results")
     return _cmd("bench.report.build:main")(args)

@@ -8,8 +8,17 @@ folder set to that tree, then to this checkout, alternately, ``--reps`` times; t
 the median wall seconds of each and their ratio. ``weights fetch`` runs without network (an
 unresolvable HF_ENDPOINT): once each, since the old code retries for about half a minute.
 
-Measured (issue 27, 2-core AMD EPYC shared with other sessions, `--reps 3`): see the table in
-the commit that added this script and the report of issue 27.
+Measured (issue 27, `--reps 3`, one run, 2-core AMD EPYC 9B14 shared with four other sessions,
+load average ~6, so absolute seconds are inflated; the ratios compare like with like):
+
+    command                              295070e s    now s   ratio
+    bench --help                              0.12     0.13    1.0x
+    bench list                                7.99     0.75   10.7x
+    bench list methods                        5.62     0.89    6.3x
+    bench status --suite default             10.88    10.81    1.0x   (still imports torch: suite validation)
+    bench results --suite default             8.51     2.39    3.6x   (pandas)
+    bench weights list                       32.97     1.58   20.9x
+    bench weights fetch resnet101.tv_in1k --force   15.05     0.19   78.4x   (no network: one line)
 """
 from __future__ import annotations
 
