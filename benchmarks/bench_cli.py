@@ -8,7 +8,7 @@ folder set to that tree, then to this checkout, alternately, ``--reps`` times; t
 the median wall seconds of each and their ratio. ``weights fetch`` runs without network (an
 unresolvable HF_ENDPOINT): once each, since the old code retries for about half a minute.
 
-Measured (issue 27, `--reps 3`, one run, 2-core AMD EPYC 9B14 shared with four other sessions,
+Measured (issue 27, `--reps 3`, one run, 2-core Intel Xeon shared with four other sessions,
 load average ~6, so absolute seconds are inflated; the ratios compare like with like):
 
     command                              295070e s    now s   ratio
