@@ -65,3 +65,19 @@ def test_missing_logger_package_is_one_line(tmp_path, monkeypatch, capsys):
     assert main(["run", "--suite", "smoke", "--log", "wandb", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install" in err and "wandb" in err
+
+
+def test_wandb_offline_run_holds_the_scalars(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    from bench.run import epochlog
+
+    monkeypatch.setenv(epochlog.LOG_ENV, "wandb")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    job = tmp_path / "baseline-0123456789ab"
+    history = [{"stage": "train", "epoch": 1, "train_loss": 1.25, "val_mAP": 10.5, "lr": 0.1}]
+    epochlog.write_epoch_log(job / "summary.csv", history)
+    epochlog.log_final(job, {"history": history, "metrics": {"selected": {"test": {"mAP": 33.125}}}})
+    (run_file,) = (job / "wandb").glob("offline-run-*/run-baseline-0123456789ab.wandb")  # offline by default
+    data = run_file.read_bytes()  # the run's records keep keys and JSON values as plain strings
+    for needle in (b"train/loss", b"1.25", b"val/mAP", b"10.5", b"test/mAP", b"33.125"):
+        assert needle in data

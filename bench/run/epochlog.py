@@ -63,7 +63,7 @@ def epoch_scalars(entry: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _logged(job_dir: Path) -> Path:
-    return job_dir / "tb" / "logged.json"
+    return job_dir / ".epochlog.json"
 
 
 def log_epochs(job_dir: Path, history: Sequence[Mapping[str, Any]]) -> None:
@@ -78,7 +78,6 @@ def log_epochs(job_dir: Path, history: Sequence[Mapping[str, Any]]) -> None:
         for step, entry in new:
             log(job_dir, epoch_scalars(entry), step)
         _flush(job_dir, backend)
-    state.parent.mkdir(parents=True, exist_ok=True)
     state.write_text(json.dumps({"epochs": len(history)}))
 
 
@@ -113,6 +112,7 @@ def _wandb(job_dir: Path, scalars: Mapping[str, float], step: int) -> None:
         import wandb
 
         os.environ.setdefault("WANDB_MODE", "offline")
+        os.environ.setdefault("WANDB_SILENT", "true")  # the job's own progress lines stay readable
         (job_dir / "wandb").mkdir(parents=True, exist_ok=True)
         _WRITERS[key] = wandb.init(dir=str(job_dir), id=job_dir.name, name=job_dir.name, resume="allow",
                                    project=os.environ.get("WANDB_PROJECT", "mlbench"), group=job_dir.parent.name,
