@@ -29,7 +29,7 @@ def test_summary_rows_flags_records_and_next_commands(tmp_path, capsys):
     record = json.loads(probmcl.read_text())
     record["collapse"].update(collapsed=True, similarity_std=0.00002)
     probmcl.write_text(json.dumps(record))
-    args = argparse.Namespace(suite="default", results=str(root), sets=["budget.epochs=3"])
+    args = argparse.Namespace(suite="default", results=str(root), sets=[])
     print_summary(args, jobs, Store(root))
     out = capsys.readouterr().out
     asl = next(line for line in out.splitlines() if line.strip().startswith("asl "))
@@ -40,8 +40,22 @@ def test_summary_rows_flags_records_and_next_commands(tmp_path, capsys):
     collapsed = [line for line in out.splitlines() if line.strip().startswith("COLLAPSED =")]
     assert len(collapsed) == 1 and "similarity sd 0.0000" in collapsed[0] and "< 0.001" in collapsed[0]
     assert f"{root}/default/<job_id>/record.json" in out
-    assert f"bench results --suite default --results {root} --set budget.epochs=3" in out
-    assert f"bench compare --suite default --new {root} --set budget.epochs=3" in out
+    assert f"bench results --suite default --results {root}\n" in out
+    assert f"bench report --results {root} --output {root}/REPORT.md" in out
+    assert f"bench compare --suite default --new {root}\n" in out  # results/default/ is committed
+
+
+def test_summary_of_a_set_variant_names_its_flags(tmp_path, capsys):
+    root = tmp_path / "r"
+    (job,) = _copy_jobs(root, "asl", 1)
+    variant = JobSpec.from_dict({**job.to_dict(), "suite": "default+0123abcd"})
+    shutil.move(str(root / "default"), str(root / "default+0123abcd"))
+    args = argparse.Namespace(suite="default", results=str(root), sets=["budget.epochs=3", "optimizer.lr=1e-3"])
+    print_summary(args, [variant], Store(root))
+    out = capsys.readouterr().out
+    assert f"{root}/default+0123abcd/<job_id>/record.json" in out
+    assert f"bench results --suite default --results {root} --set budget.epochs=3 --set optimizer.lr=1e-3" in out
+    assert "bench report" not in out and "bench compare" not in out  # no committed variant to compare with
 
 
 def test_summary_into_the_default_root_needs_no_flags(tmp_path, capsys, monkeypatch):

@@ -52,16 +52,18 @@ def _flags_text(args: argparse.Namespace) -> str:
 
 
 def next_commands(args: argparse.Namespace, suite: str, root: str, default_root: str) -> list[str]:
-    """The commands to read what the run made, with the flags that find the same folder."""
-    base = suite.split("+", 1)[0]
+    """The commands to read what the run made, with the flags that find the same folder
+    (``suite`` is the folder: ``<suite>+<hash>`` for a --set variant)."""
     results = "" if root == default_root else f" --results {root}"
     sets = _flags_text(args)
     out = [f"bench results --suite {args.suite}{results}{sets}"]
-    if root == "results" and not sets:
+    if sets:
+        pass  # bench report leaves --set variants out
+    elif root == "results":
         out.append("bench report")
     else:
         out.append(f"bench report --results {root} --output {root}/REPORT.md")
-    if (REPO / "results" / base).is_dir() and root != "results":
+    if (REPO / "results" / suite).is_dir() and Path(root).resolve() != (REPO / "results").resolve():
         out.append(f"bench compare --suite {args.suite} --new {root}{sets}")
     return out
 
