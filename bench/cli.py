@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "dataset.options.n_train=500, methods.asl.hparams.clip=0")
     r.add_argument("--rerun-stale", action="store_true", help="rerun stale records (done by other code); "
                    "each old record is kept in <job>/stale-<fingerprint>/ until the new one is done")
+    r.add_argument("--log", action="append", default=[], choices=("tensorboard", "wandb"),
+                   help="also log every epoch (loss, val mAP, lr, images/s) and the test metrics to "
+                        "<job>/tb/ or an offline <job>/wandb/ run (repeatable; not part of the job id)")
     r.set_defaults(func=_cmd("bench.run.run_suite:main"))
 
     sw = sub.add_parser("sweep", help="submit a sweep's jobs not done/queued (one Slurm array)")
@@ -72,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a value of the sweep file (repeatable), validated like the YAML: "
                          "budget.epochs=3, optimizer.lr=1e-3, seeds=[0,1]")
     sw.add_argument("--rerun-stale", action="store_true", help="resubmit stale records (done by other code)")
+    sw.add_argument("--log", action="append", default=[], choices=("tensorboard", "wandb"),
+                    help="as bench run --log: per-epoch TensorBoard / offline wandb logs in each job's folder")
     sw.set_defaults(func=_cmd("bench.run.sweep_cmd:main"))
 
     st = sub.add_parser("status", help="pending/running/done/failed/preempted counts of a suite or sweep")
@@ -112,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--resolution", type=int, default=None, help="only for datasets without a labels-only path")
     ins.add_argument("--format", choices=("text", "json"), default="text")
     ins.set_defaults(func=_cmd("bench.data.inspect:main"))
+
+    fe = dat.add_parser("fetch", help="download the official archives, verify, extract, then inspect")
+    fe.add_argument("dataset", choices=("coco2014", "voc2007"))
+    fe.add_argument("--data-root", default=None, help="dataset folder (or $BENCH_DATA_ROOT)")
+    fe.add_argument("--mirror", default=None, metavar="URL", help="fetch URL/<archive file> instead of the official host")
+    fe.add_argument("--keep-archives", action="store_true", help="keep the downloaded archives after extraction")
+    fe.set_defaults(func=_cmd("bench.data.fetch:main"))
 
     rep = sub.add_parser("report", help="regenerate REPORT.md from results/")
     rep.add_argument("--results", default="results")
@@ -156,6 +168,12 @@ def _report(args: argparse.Namespace) -> int:
     if not args.check:
         from pathlib import Path
 
+        from bench.errors import BenchError
+
+        folder = Path(args.output).parent
+        if not folder.is_dir():  # before any work: the report takes a minute to build
+            raise BenchError(f"--output {args.output}: cannot write there: folder {folder} does not exist; "
+                             f"create it (mkdir -p {folder}) or give a path in an existing folder")
         from bench.run.roots import check_writable
 
         check_writable(Path(args.output).parent, "--output")
@@ -181,12 +199,61 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (BenchError, DataError, SpecError, HparamError, MetricsInputError)
 
 
+_USER_ERRORS = (("bench.errors", "BenchError"), ("bench.data.base", "DataError"), ("bench.errors", "SpecError"),
+                ("methods.base", "HparamError"), ("bench.evaluate.metrics", "MetricsInputError"))
+
+
+def loaded_user_errors() -> tuple[type[BaseException], ...]:
+    """The classes of :func:`user_errors` whose modules are loaded: an exception can only be one
+    of those, and catching it must not import torch (methods.base) into a command that never
+    needed it (`bench weights fetch` without network)."""
+    return tuple(getattr(sys.modules[m], n) for m, n in _USER_ERRORS if m in sys.modules)
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; a `--set KEY VALUE` written without `=` gets the KEY=VALUE form named
+    instead of argparse's bare "unrecognized arguments"."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        bare = [s for s in getattr(args, "sets", []) if "=" not in s]
+        if bare:
+            value = f"={extra[0]}" if not extra[0].startswith("-") else "=VALUE"
+            parser.exit(2, f"bench: error: --set {bare[0]}: expected KEY=VALUE in one word, e.g. "
+                           f"--set {bare[0]}{value}\n")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def check_kind(args: argparse.Namespace) -> None:
+    """`bench sweep SUITE` / `bench run --suite SWEEP`: say which command the file is for (read
+    from the YAML, before the loader's "unknown key")."""
+    from bench.errors import BenchError
+
+    name = args.spec if args.command == "sweep" else getattr(args, "suite", None)
+    if args.command not in ("sweep", "run") or not name or name.endswith((".yaml", ".yml")):
+        return
+    from bench.spec.listing import suite_and_sweep_names
+
+    suites, sweeps = suite_and_sweep_names()
+    if args.command == "sweep" and name in suites and name not in sweeps:
+        raise BenchError(f"{name} is a suite, not a sweep: use bench run --suite {name}")
+    if args.command == "run" and name in sweeps and name not in suites:
+        raise BenchError(f"{name} is a sweep, not a suite: use bench sweep {name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
 
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        check_kind(args)
+        if getattr(args, "log", None):  # read by bench.run.epochlog, here and in Slurm jobs
+            from bench.run.epochlog import LOG_ENV, check_backends
+
+            check_backends(args.log)
+            os.environ[LOG_ENV] = ",".join(dict.fromkeys(args.log))
         code = int(args.func(args))
         sys.stdout.flush()  # a closed pipe (`bench results | head`) shows here, not at exit
         return code
@@ -195,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except user_errors() as err:
+    except loaded_user_errors() as err:
         print(f"bench: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:

@@ -207,6 +207,8 @@ def test_bench_weights_list_verify_and_fetch(hub, tmp_path, capsys, monkeypatch)
         return huggingface_hub.try_to_load_from_cache(repo_id, filename)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    # the faked hub needs no network: pass fetch's reachability probe (tests/test_cli_fast.py tests it)
+    monkeypatch.setattr("bench.spec.weights_cmd.unreachable", lambda url, timeout=3.0: None)
     assert bench("weights", "fetch", "--suite", path) == 0
     assert seen == [(REPO, "pytorch_model.bin", False)]  # online only while it downloads
     assert huggingface_hub.constants.HF_HUB_OFFLINE is True

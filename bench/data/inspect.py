@@ -17,7 +17,10 @@ import yaml
 
 import bench.data as data
 from bench.data.base import DataError, MultiLabelData
-from bench.spec.suites import BUDGET_DEFAULTS
+from bench.spec import schema
+
+#: == bench.spec.suites.BUDGET_DEFAULTS (that module imports the method registry, and torch)
+BUDGET_DEFAULTS: dict[str, Any] = schema.defaults(schema.BUDGET)
 
 #: loaders with an annotations-only path (option labels_only)
 LABELS_ONLY = ("coco2014", "voc2007", "generic")
@@ -70,6 +73,9 @@ def print_text(info: dict[str, Any], out: TextIO) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.dataset not in data.names():
+        raise DataError(f"--dataset {args.dataset}: unknown dataset"
+                        f"{schema.did_you_mean(args.dataset, data.names())}; known: {', '.join(data.names())}")
     options = parse_options(args.option)
     if args.dataset in LABELS_ONLY:
         options["labels_only"] = True

@@ -21,12 +21,10 @@
   writes it; the report recomputes it with :func:`assess`).
 * :func:`chance_map` -- the mAP of a scorer that ranks at random: the mean per-class
   prevalence on test (in percent). A run near it failed to learn.
-* :func:`write_epoch_log` -- the per-epoch CSV beside the record (like timm's summary.csv).
+* the per-epoch CSV beside the record (like timm's summary.csv): ``bench.run.epochlog``.
 """
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +49,6 @@ RULE_POWER = (f"a curve still rising r points per epoch has trend gain ~ r x win
               "validation images gives the max-based gain a +0.2-0.3 upward bias; and under OneCycle every "
               "curve flattens as the learning rate goes to 0, so 'converged' means flat at the end of this "
               "schedule, not at the plateau of a longer one")
-EPOCH_LOG_FIELDS = ("stage", "epoch", "train_loss", "val_mAP", "lr", "seconds", "images_per_s")
 
 
 def _window(n: int) -> int:
@@ -213,16 +210,3 @@ def chance_map(targets: np.ndarray) -> float:
     pos, known = (t == 1).sum(0), (t != -1).sum(0)
     has = pos > 0
     return round(float((pos[has] / known[has]).mean() * 100), 3) if has.any() else float("nan")
-
-
-def write_epoch_log(path: Path, history: Sequence[dict[str, Any]]) -> None:
-    """The history as CSV (one row per epoch), written atomically."""
-    from bench.run.store import atomic_write_bytes
-
-    buf = io.StringIO()
-    extra = sorted({k for h in history for k in h} - set(EPOCH_LOG_FIELDS))
-    writer = csv.DictWriter(buf, fieldnames=[*EPOCH_LOG_FIELDS, *extra], extrasaction="ignore")
-    writer.writeheader()
-    for h in history:
-        writer.writerow({k: ("" if h.get(k) is None else h.get(k)) for k in writer.fieldnames})
-    atomic_write_bytes(path, buf.getvalue().encode())

@@ -88,6 +88,9 @@ EXCLUDED: dict[str, str] = {
     "bench/run/signals.py": "which process acts on Slurm's/the user's signals; computes nothing",
     "bench/errors.py": "exception classes",
     "bench/data/inspect.py": "`bench data inspect`: prints label statistics",
+    "bench/data/fetch.py": "`bench data fetch`: downloads and extracts archives; the loaders read the files",
+    "bench/run/epochlog.py": "per-epoch CSV / TensorBoard / wandb logs written from the history; never read back",
+    "bench/run/summary.py": "the end-of-run summary: prints what the finished records say",
     # a job's identity: every effect passes through the job's semantic fields (the job id)
     "bench/spec/suites.py": "YAML -> JobSpec; what it decides is in the job id",
     "bench/spec/sweeps.py": "sweep YAML -> JobSpecs; what it decides is in the job id",
@@ -246,9 +249,10 @@ def method_modules(root: Path = REPO) -> dict[str, set[str]]:
     """{method name: repository paths of its own module and the method modules it imports}.
 
     A method module is ``methods/<name>.py`` of a name in the method registry."""
-    import methods as registry
+    from bench.spec.listing import method_catalog  # the registry's names, read without importing torch
 
-    paths = {name: f"methods/{name}.py" for name in registry.names() if (root / "methods" / f"{name}.py").is_file()}
+    names = [spec["name"] for spec in method_catalog()]
+    paths = {name: f"methods/{name}.py" for name in names if (root / "methods" / f"{name}.py").is_file()}
     direct: dict[str, set[str]] = {}
     for name, rel in paths.items():
         text = (root / rel).read_text()

@@ -26,7 +26,8 @@ import methods
 from bench import data as datasets
 from bench.run import distributed
 from bench.train.augment import model_in_chans
-from bench.evaluate.convergence import chance_map, convergence, write_epoch_log
+from bench.evaluate.convergence import chance_map, convergence
+from bench.run.epochlog import write_epoch_log
 from bench.errors import BenchError
 from bench.spec.jobs import JobSpec, canonical_json
 from bench.evaluate.metrics import convention_record

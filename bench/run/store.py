@@ -128,6 +128,10 @@ def _maybe_fault(path: Path) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+#: called as hook(job folder, record) once a record is written (bench.run.epochlog adds itself)
+FINISH_HOOKS: list[Any] = []
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -300,6 +304,8 @@ class JobDir:
         np.savez_compressed(buf, **predictions)
         atomic_write_bytes(self.predictions_file, buf.getvalue())
         atomic_write_json(self.record_file, record)
+        for hook in FINISH_HOOKS:  # bench.run.epochlog.log_final: the test metrics to --log's loggers
+            hook(self.path, record)
         self.error_file.unlink(missing_ok=True)
         atomic_write_bytes(self.done_file, b"")
         self.checkpoint_file.unlink(missing_ok=True)

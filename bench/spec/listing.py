@@ -1,31 +1,170 @@
 """`bench list [suites|sweeps|methods|datasets|keys]`: what can be run and every knob it has,
 read from the registries and the schema (bench/spec/schema.py); ``keys --format md`` is
-docs/suite-keys.md."""
+docs/suite-keys.md.
+
+It answers without importing torch: suites and sweeps are read from their YAML, and the method
+registry's listing (name, paper, summary, defaults, searchable keys) is read from the method
+modules' source (``method_catalog``), falling back to importing the registry (torch) only when a
+module declares them in a way that is not a plain literal. tests/test_cli_fast.py checks that the
+source reading equals the imported registry."""
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import importlib
+import operator
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-import methods
 from bench.spec import schema
 
+REPO = Path(__file__).resolve().parents[2]
+SWEEPS_DIR = REPO / "sweeps"  # == bench.spec.suites.SUITES_DIR (that module imports torch)
 
-def _description(name: str) -> str:
-    from bench.spec.suites import SUITES_DIR
 
-    try:
-        raw = yaml.safe_load((SUITES_DIR / f"{name}.yaml").read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return ""
-    return " ".join(str(raw.get("description") or "").split())[:100]
+def _yaml_files() -> dict[str, dict]:
+    out = {}
+    for path in sorted(SWEEPS_DIR.glob("*.yaml"), key=lambda p: p.stem):
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(raw, dict):
+            out[path.stem] = raw
+    return out
+
+
+def suite_and_sweep_names() -> tuple[list[str], list[str]]:
+    """(suite names, sweep names) of sweeps/*.yaml: a suite has ``methods:``, a sweep ``search:``
+    (as ``bench.spec.suites.suite_names`` / ``bench.spec.sweeps.sweep_names``)."""
+    files = _yaml_files()
+    return ([n for n, raw in files.items() if "methods" in raw],
+            [n for n, raw in files.items() if "search" in raw])
+
+
+def _description(raw: dict) -> str:
+    return " ".join(str(raw.get("description") or "").split())  # whole: a listing never cuts
+
+
+def _sweep_scale(raw: dict) -> str:
+    """What tells a sweep from its twin: the suite it runs on, its seeds and where it runs."""
+    seeds = raw.get("seeds")
+    where = ("runs locally" if (raw.get("executor") or {}).get("name") == "local"
+             else "has a cluster block (for --executor slurm)" if raw.get("cluster") else "")
+    parts = [f"on suite {raw.get('suite')}" if raw.get("suite") else "",
+             f"seeds {seeds}" if seeds is not None else "", where]
+    return " [" + ", ".join(p for p in parts if p) + "]"
 
 
 def _value(v: Any) -> str:
     return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+
+
+class _NotLiteral(Exception):
+    pass
+
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+        ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos}
+
+
+def _literal(node: ast.AST, env: dict[str, Any]) -> Any:
+    """The value of a literal expression (constants, containers, arithmetic, names bound to
+    literals in the same module); _NotLiteral otherwise."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in env:
+        return env[node.id]
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [_literal(e, env) for e in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_literal(k, env): _literal(v, env) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        return _OPS[type(node.op)](_literal(node.left, env), _literal(node.right, env))
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
+        return _OPS[type(node.op)](_literal(node.operand, env))
+    raise _NotLiteral(ast.dump(node)[:60])
+
+
+def _module_catalog(path: Path) -> list[dict[str, Any]]:
+    tree = ast.parse(path.read_text())
+    env: dict[str, Any] = {}
+    dict_keys: dict[str, list[Any]] = {}
+    specs = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if isinstance(node.value, ast.Dict) and None not in node.value.keys:
+                dict_keys[name] = [_literal(k, env) for k in node.value.keys]
+            try:
+                env[name] = _literal(node.value, env)
+            except _NotLiteral:
+                env.pop(name, None)
+        call = node.value if isinstance(node, (ast.Assign, ast.Expr)) else None
+        if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "register"
+                and call.args and isinstance(call.args[0], ast.Call)):
+            kw = {k.arg: k.value for k in call.args[0].keywords}
+            space = kw.get("search_space")
+            keys = ([] if space is None else dict_keys[space.id] if isinstance(space, ast.Name)
+                    and space.id in dict_keys else list(_literal(space, env)))
+            specs.append({"name": _literal(kw["name"], env), "paper": _literal(kw["paper"], env),
+                          "summary": _literal(kw["summary"], env),
+                          "defaults": dict(_literal(kw["defaults"], env)), "searchable": keys})
+    return specs
+
+
+def method_catalog() -> list[dict[str, Any]]:
+    """[{name, paper, summary, defaults, searchable}] of every registered method, in the
+    registry's order, read from methods/*.py; the imported registry where that is not literal."""
+    try:
+        init = ast.parse((REPO / "methods" / "__init__.py").read_text())
+        modules = next(_literal(n.value, {}) for n in init.body if isinstance(n, ast.Assign)
+                       and getattr(n.targets[0], "id", "") == "_MODULES")
+        out = [spec for m in modules for spec in _module_catalog(REPO / "methods" / f"{m}.py")]
+        if not out:
+            raise _NotLiteral("no register(MethodSpec(...)) call found")
+        return out
+    except (_NotLiteral, KeyError, StopIteration, OSError, SyntaxError, TypeError):
+        import methods  # the registry itself (imports torch)
+
+        return [{"name": n, "paper": s.paper, "summary": s.summary, "defaults": dict(s.defaults),
+                 "searchable": list(s.search_space)} for n in methods.names() for s in [methods.get(n)]]
+
+
+def _source_value(module: str, name: str) -> tuple[Any, ...]:
+    """The keys (a dict) or items (a tuple, list) of the top-level literal ``name`` of ``module``,
+    read from its source."""
+    tree = ast.parse((REPO / (module.replace(".", "/") + ".py")).read_text())
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and getattr(target, "id", "") == name and node.value:
+            if isinstance(node.value, ast.Dict):
+                return tuple(_literal(k, {}) for k in node.value.keys)
+            return tuple(_literal(node.value, {}))
+    raise _NotLiteral(f"{module}.{name}")
+
+
+def resolve_choices() -> None:
+    """Give every suite-key Choice whose list lives beside its code (a function importing it
+    from a torch module, ``bench.spec.schema``) that list, read from the source: the listing then
+    needs no torch. A list that cannot be read so stays as it is (imported when shown)."""
+    import inspect
+
+    for keys in schema.SECTIONS.values():
+        for key in keys:
+            values = getattr(key.domain, "_values", None)
+            if not callable(values):
+                continue
+            try:
+                body = ast.parse(inspect.getsource(values)).body[0].body
+                imp = next(n for n in body if isinstance(n, ast.ImportFrom))
+                key.domain._values = _source_value(imp.module, imp.names[0].name)
+            except (_NotLiteral, StopIteration, OSError, TypeError, SyntaxError, AttributeError):
+                continue
 
 
 def dataset_options(name: str) -> dict[str, Any]:
@@ -42,23 +181,23 @@ def dataset_options(name: str) -> dict[str, Any]:
 
 def lines(what: str) -> list[str]:
     from bench import data as datasets
-    from bench.spec.suites import suite_names
-    from bench.spec.sweeps import sweep_names
 
+    files = _yaml_files()
+    suites, sweeps = suite_and_sweep_names()
+    width = max(map(len, files), default=0) + 2
     out: list[str] = []
     if what in ("all", "suites"):
         out += ["suites (bench run --suite NAME):"]
-        out += [f"  {n:<30} {_description(n)}" for n in suite_names()]
+        out += [f"  {n:<{width}}{_description(files[n])}" for n in suites]
     if what in ("all", "sweeps"):
         out += ["sweeps (bench sweep NAME):"]
-        out += [f"  {n:<30} {_description(n)}" for n in sweep_names()]
+        out += [f"  {n:<{width}}{_description(files[n])}{_sweep_scale(files[n])}" for n in sweeps]
     if what in ("all", "methods"):
         out += ["methods (rows: {method: NAME, hparams: {...}}; defaults are the papers'):"]
-        for n in methods.names():
-            spec = methods.get(n)
-            out.append(f"  {n:<10} {spec.paper}: {spec.summary}")
-            out += [f"      {k} = {_value(v)}" + ("   (searchable)" if k in spec.search_space else "")
-                    for k, v in spec.defaults.items()]
+        for spec in method_catalog():
+            out.append(f"  {spec['name']:<10} {spec['paper']}: {spec['summary']}")
+            out += [f"      {k} = {_value(v)}" + ("   (searchable)" if k in spec["searchable"] else "")
+                    for k, v in spec["defaults"].items()]
     if what in ("all", "datasets"):
         out += ["datasets (dataset: {name: NAME, options: {...}}):"]
         for n in datasets.names():
@@ -74,6 +213,7 @@ def lines(what: str) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
+    resolve_choices()
     if args.format == "md":
         print(schema.keys_markdown())
     else:

@@ -21,8 +21,52 @@ from bench.errors import BenchError, SpecError
 from bench.spec import weights as W
 
 
+#: timm tag -> its Hugging Face repo, as timm's registry says (``hub_location``); read here so that
+#: `bench weights list` needs neither timm nor torch. tests/test_cli_fast.py checks it against timm.
+HUB_IDS = {"resnet101.tv_in1k": "timm/resnet101.tv_in1k", "tresnet_m.miil_in21k": "timm/tresnet_m.miil_in21k",
+           "tresnet_l.miil_in1k_448": "timm/tresnet_l.miil_in1k_448"}
+
+
+def hub_location(tag: str) -> tuple[str, str]:
+    return (HUB_IDS[tag], W.HUB_FILE) if tag in HUB_IDS else W.hub_location(tag)
+
+
+def cached_path(tag: str) -> str | None:
+    """As ``bench.spec.weights.cached_path``, without importing timm for the registry's tags."""
+    if tag not in HUB_IDS:
+        return W.cached_path(tag)
+    import huggingface_hub
+
+    found = huggingface_hub.try_to_load_from_cache(*hub_location(tag))
+    return found if isinstance(found, str) and os.path.isfile(found) else None
+
+
+def _declared_backbone(name: str, files: Mapping[str, dict]) -> dict[str, Any] | None:
+    """The backbone block of suite or sweep ``name`` read from its YAML (a sweep's own, else its
+    suite's), normalised as the suite loader does; None when it needs the loader to say more."""
+    raw = files.get(name)
+    if raw is None:
+        return None
+    if "search" in raw and "backbone" not in raw:
+        return _declared_backbone(str(raw.get("suite")), files) if raw.get("suite") in files else None
+    block = raw.get("backbone", "smallcnn") if ("methods" in raw or "search" in raw) else None
+    if isinstance(block, str):
+        return {"name": block, "options": {}}
+    if isinstance(block, Mapping) and set(block) <= {"name", "options"} and "name" in block:
+        return {"name": str(block["name"]), "options": dict(block.get("options") or {})}
+    return None
+
+
 def suite_backbones(names: list[str]) -> list[tuple[str, Mapping[str, Any]]]:
-    """(suite or sweep name, backbone block as declared) for ``names``, or every suite and sweep."""
+    """(suite or sweep name, backbone block as declared) for ``names``, or every suite and sweep.
+    Read from the YAML files where they are plain (no torch); through the suite loader otherwise."""
+    from bench.spec.listing import _yaml_files, suite_and_sweep_names
+
+    files = _yaml_files()
+    suites, sweep_list = suite_and_sweep_names()
+    fast = [(n, _declared_backbone(n, files)) for n in names or [*suites, *sweep_list]]
+    if all(bb is not None for _, bb in fast):
+        return fast  # type: ignore[return-value]
     from bench.spec.suites import load_suite, suite_names
     from bench.spec.sweeps import load_sweep, sweep_names
 
@@ -48,7 +92,7 @@ def wanted_tags(args: argparse.Namespace) -> list[str]:
     tags: list[str] = []
     for name in args.names:
         tag = W.REGISTRY[name]["tag"] if name in W.REGISTRY else name
-        W.hub_location(tag)  # an unknown tag is a one-line error here
+        hub_location(tag)  # an unknown tag is a one-line error here
         tags.append(tag)
     if args.suite or not args.names:
         for _, bb in suite_backbones(args.suite):
@@ -66,7 +110,7 @@ def list_weights(args: argparse.Namespace) -> int:
         state, sha, path = "-", "", ""
         if weights == "imagenet" and name in W.REGISTRY:
             tag = W.REGISTRY[name]["tag"]
-            path = W.cached_path(tag) or ""
+            path = cached_path(tag) or ""
             state = "present" if path else "missing"
             sha = W.file_digest(path)[:12] if path else ""
             weights = tag
@@ -75,11 +119,28 @@ def list_weights(args: argparse.Namespace) -> int:
         elif weights == "none":
             weights = "none (from scratch)"
         print(f"{suite:<30} {name:<18} {str(weights):<26} {state:<8} {sha:<13} {path}")
-    missing = [t for t in wanted_tags(args) if W.cached_path(t) is None]
+    missing = [t for t in wanted_tags(args) if cached_path(t) is None]
     if missing:
         print(f"missing: {', '.join(missing)}; fetch on a machine with network: "
               f"bench weights fetch {' '.join(missing)}")
     return 0
+
+
+def unreachable(url: str, timeout: float = 3.0) -> str | None:
+    """Why ``url``'s host (or the https proxy in the environment) cannot be reached in ``timeout``
+    seconds; None when a TCP connection opens. Lets a command without network say so in one
+    line at once instead of retrying for half a minute (huggingface_hub retries 5 times)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    target = urlsplit(proxy if proxy and url.startswith("https") else url)
+    port = target.port or (443 if target.scheme == "https" else 80)
+    try:
+        socket.create_connection((target.hostname or "", port), timeout=timeout).close()
+    except OSError as err:
+        return f"{target.hostname}:{port}: {err.strerror or type(err).__name__}"
+    return None
 
 
 def fetch(args: argparse.Namespace) -> int:
@@ -90,19 +151,25 @@ def fetch(args: argparse.Namespace) -> int:
     if not tags:
         print("no suite needs hub weights")
         return 0
+    todo = [t for t in tags if args.force or not cached_path(t)]
+    why = unreachable(constants.ENDPOINT) if todo else None
+    if why:
+        raise BenchError(f"bench weights fetch: no network ({why}); run it on a machine with network (a login "
+                         f"node) for {', '.join(todo)}, into a Hugging Face cache the jobs see "
+                         f"(HF_HOME / HF_HUB_CACHE, now {constants.HF_HUB_CACHE})")
     offline = constants.HF_HUB_OFFLINE
     constants.HF_HUB_OFFLINE = False  # explicit opt-in: this command only, while it downloads
     try:
         for tag in tags:
             repo, filename = W.hub_location(tag)
-            if W.cached_path(tag) and not args.force:
-                print(f"{tag}: present ({W.cached_path(tag)})")
+            if cached_path(tag) and not args.force:
+                print(f"{tag}: present ({cached_path(tag)})")
                 continue
             try:
                 path = huggingface_hub.hf_hub_download(repo, filename, force_download=bool(args.force))
             except Exception as err:  # noqa: BLE001 -- network, auth, missing file: one line each
                 raise BenchError(f"bench weights fetch {tag}: could not download {repo}/{filename} "
-                                 f"({type(err).__name__}: {str(err).splitlines()[0][:160] if str(err) else ''}); "
+                                 f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                                  "run it on a machine with network (HF_ENDPOINT / HF_TOKEN as needed)") from None
             print(f"{tag}: fetched {path} (sha256 {W.file_digest(path)[:12]}...)")
     finally:
