@@ -36,9 +36,9 @@ def _suite_or_path(name: str, names: list[str]) -> bool:
 
 
 ALL = [(p.relative_to(REPO).as_posix(), no, cmd) for p in DOCS for no, cmd in command_lines(p)]
-#: lines known to be out of date in a page another change is rewriting (issue 27: docs/slurm.md
-#: names a suite `tiny` that does not exist); each is expected to fail until that page is fixed.
-KNOWN_STALE = {("docs/slurm.md", "run --suite tiny --no-report")}
+#: lines known to be out of date in a page another change is rewriting (none today: each would be
+#: an expected failure until its page is fixed).
+KNOWN_STALE: set[tuple[str, str]] = set()
 
 
 def test_the_readme_shows_commands():

@@ -10,6 +10,7 @@ import time
 from typing import Any, Mapping, Protocol
 
 from bench.spec.jobs import JobSpec
+from bench.run.inputs import prepare_inputs  # noqa: F401  (re-exported: callers import it from here)
 from bench.run.store import Store
 
 
@@ -82,45 +83,6 @@ RUNNING_ELSEWHERE = "is running elsewhere"
 def _skip_line(job: JobSpec, store: Store) -> None:
     print(f"  skipped: another process is running it (lock held on {store.job_dir(job).path}/lock); "
           "`bench status` follows it, `--wait` waits for it", flush=True)
-
-
-def _prepare(job: JobSpec) -> None:
-    """Child process: build the job's data cache and, for ``weights: in-domain``, the pretrained
-    backbone cache (bench.run.pretrain), so that no training process ever generates them itself."""
-    from bench.train.augment import model_in_chans
-    from bench.run.runner import backbone_weights, load_job_data
-
-    data = load_job_data(job)
-    backbone_weights(job, model_in_chans(data.in_chans, job.budget["normalize"]), True)
-
-
-def prepare_inputs(jobs: list[JobSpec]) -> None:
-    """Make every input cache the jobs need, in a fresh child process, before any job runs.
-
-    Measured: a process that had GENERATED the embedded data (or pretrained the backbone) gave a
-    job slightly different numbers (ProbMCL 25.354 vs 25.357 test mAP on the same cached bytes)
-    than a process that only LOADED the caches, so a resumed job could differ from an
-    uninterrupted one. Generating in a child makes every training process a loader. A user
-    error in the child (missing data, bad weights) is re-raised here unchanged: one line, exit 2.
-    """
-    import concurrent.futures
-    import multiprocessing
-
-    from bench.run.signals import local_signals, main_process_only
-    from bench.spec.jobs import canonical_json
-
-    distinct = {}
-    for job in jobs:
-        key = canonical_json([job.dataset, job.budget.get("resolution"), job.budget.get("normalize"),
-                              job.budget.get("train_images"), job.backbone, job.data_root])
-        distinct.setdefault(key, job)
-    if not distinct:
-        return
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for job in distinct.values():
-            with main_process_only(local_signals()):  # the child, started here, ignores USR2/SIGTERM;
-                future = pool.submit(_prepare, job)   # this process stays interruptible while it waits
-            future.result()
 
 
 def get_executor(name: str, options: Mapping[str, Any] | None = None) -> Executor:

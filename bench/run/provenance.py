@@ -83,6 +83,7 @@ EXCLUDED: dict[str, str] = {
     "bench/run/sweep_cmd.py": "`bench sweep`: selects jobs, hands them to an executor",
     "bench/run/executors.py": "calls the runner job after job (threads are recorded in provenance)",
     "bench/run/slurm.py": "submits to Slurm and requeues; the job runs the same runner",
+    "bench/run/inputs.py": "builds input caches in a child process before jobs train (the loaders it calls are hashed)",
     "bench/run/devices.py": "refuses to start a GPU suite's job without CUDA; never touches a running job",
     "bench/run/plan.py": "`--dry-run`: prints the sbatch request and cost estimates; runs no job",
     "bench/run/signals.py": "which process acts on Slurm's/the user's signals; computes nothing",

@@ -105,7 +105,7 @@ def _start_checks(job: JobSpec, store: Store, device: str | None) -> None:
         print(f"bench: error: {err}", file=sys.stderr, flush=True)
         store.job_dir(job).mark_failed(f"{err}\n")
         raise SystemExit(2) from None
-    from bench.run.executors import prepare_inputs
+    from bench.run.inputs import prepare_inputs
     from bench.run.runner import CACHE_DIR
 
     Path(CACHE_DIR).mkdir(parents=True, exist_ok=True)
