@@ -199,7 +199,10 @@ def main(args: argparse.Namespace) -> int:
         from bench.cli import main as cli_main
 
         cli_main(["report", "--results", args.results])
-    if rank0: __import__("bench.run.summary", fromlist=["_"]).print_summary(args, jobs, store, summary.get("failed") or ())
+    if rank0:
+        from bench.run.summary import print_summary
+
+        print_summary(args, jobs, store, summary.get("failed") or ())  # rows, mAP, flags, next commands
     if summary.get("skipped"):
         print(f"{len(summary['skipped'])} job(s) skipped: another process is running them (not failures; "
               "`bench status` follows them)")
