@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                     help="the overrides of a --set run: its variant folder <suite>+<hash>")
     st.add_argument("-v", "--verbose", action="store_true", help="one line per job")
+    st.add_argument("--world-size", type=int, default=1, metavar="W",
+                    help="the data-parallel processes the jobs were launched with (W > 1: their own job ids)")
     st.set_defaults(func=_cmd("bench.run.status:main"))
 
     res = sub.add_parser("results", help="one row per finished job of a suite")

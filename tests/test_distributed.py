@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import os
 import socket
@@ -129,7 +131,11 @@ def test_torchrun_two_processes_write_one_record_close_to_one_process(tmp_path):
     job = expand_jobs(load_suite(str(suite)))[0]
     one = run_job(job, Store(tmp_path / "r1"), device="cpu", threads=1, progress=False)
     assert one["distributed"] == {"world_size": 1, "backend": None}
-    assert two["job_id"] == one["job_id"] and len(two["history"]) == len(one["history"]) == 2
+    # issue 29: a 2-process run is its own experiment (BatchNorm and batch-level losses see B/W
+    # samples per rank): its own job id, labelled W=2, never merged with the 1-process row
+    assert two["job_id"] == replace(job, world_size=2).job_id != one["job_id"]
+    assert two["job"]["world_size"] == 2 and "world_size" not in one["job"]
+    assert len(two["history"]) == len(one["history"]) == 2
     # Same images, batches and weights at step 0; only BatchNorm's batch statistics differ
     # (16 images per rank). Measured here: epoch losses differ by <= 0.003 between 1 and 2
     # processes, while other seeds differ by 0.01-0.04 at epoch 1; last-epoch test mAP differs

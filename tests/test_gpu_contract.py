@@ -204,3 +204,27 @@ def test_on_a_node_without_cuda_a_gpu_job_stops_in_seconds_and_records_nothing(s
             break
         time.sleep(1)
     assert state.startswith("FAILED") and state.split("|")[1] == "2:0", state  # exit 2, no signal
+
+
+def test_a_w_process_launch_is_its_own_experiment(monkeypatch):
+    """Issue 29 item 1: W > 1 changes what BatchNorm and the contrastive terms see, so it is part of
+    the job id (W = 1 keeps every committed id), shown in the row's name, and checked on the node."""
+    from dataclasses import replace
+
+    from bench.errors import BenchError
+    from bench.run.devices import require_world_size, with_world_size
+    from bench.spec.jobs import JobSpec
+    from bench.spec.suites import expand_jobs, load_suite
+
+    one = expand_jobs(load_suite("default"))[0]
+    assert with_world_size([one], "local", {})[0] is one  # no torchrun: W = 1, the same job
+    two = with_world_size([one], "slurm", {"tasks_per_node": 2})[0]
+    assert two.world_size == 2 and two.job_id != one.job_id and two.display_name == f"{one.label} W=2"
+    assert JobSpec.from_dict(two.to_dict()) == two and "world_size" not in one.to_dict()
+    gpus = with_world_size([replace(one, resources={"device": "cuda", "gpus": 4})], "slurm", {})[0]
+    assert gpus.world_size == 4  # one DDP rank per GPU
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("SLURM_STEP_NUM_TASKS", raising=False)
+    require_world_size(one, "job")  # one process, W = 1
+    with pytest.raises(BenchError, match="submitted for 2 data-parallel process"):
+        require_world_size(two, "job")

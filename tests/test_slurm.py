@@ -295,8 +295,11 @@ def test_two_concurrent_cli_sweeps_run_each_job_once(slurm_cluster, tmp_path):
 
 
 def test_two_task_job_runs_data_parallel(slurm_cluster, tmp_path):
+    from bench.run.devices import with_world_size
+
     sweep = load_sweep(str(_write_sweep(tmp_path, "ddp", seeds=[0], cluster={"tasks_per_node": 2})))
-    job = expand_sweep(sweep)[0]
+    job = with_world_size([expand_sweep(sweep)[0]], "slurm", sweep.cluster)[0]
+    assert job.world_size == 2 and job.job_id != expand_sweep(sweep)[0].job_id  # W=2: its own id (#29)
     load_job_data(job)
     store = Store(tmp_path / "results")
     get_executor("slurm", dict(sweep.cluster)).submit([job], store)

@@ -64,3 +64,39 @@ def require_local(jobs: Iterable[Any], device: str | None, suite: str) -> None:
     for job in jobs:
         require_device(getattr(job, "resources", None), device, f"suite {suite}")
         return  # one suite, one requirement
+
+
+def world_size(executor: str, cluster: Mapping[str, Any], resources: Mapping[str, Any] | None) -> int:
+    """W, the data-parallel processes a job of this launch runs as: the Slurm step's tasks
+    (nodes x tasks per node, as sbatch is asked) or torchrun's WORLD_SIZE; 1 otherwise."""
+    if executor == "slurm":
+        from bench.spec.cluster import parse_cluster, slurm_parameters
+
+        params = slurm_parameters(parse_cluster(cluster), resources, 1)
+        return int(params["nodes"]) * int(params["ntasks_per_node"])
+    from bench.run.distributed import layout_from_env
+
+    layout = layout_from_env()
+    return layout.world_size if layout is not None else 1
+
+
+def with_world_size(jobs: list[Any], executor: str, cluster: Mapping[str, Any]) -> list[Any]:
+    """The jobs as this launch runs them: W > 1 is its own job id (JobSpec.world_size)."""
+    from dataclasses import replace
+
+    if not jobs:
+        return jobs
+    w = world_size(executor, cluster, jobs[0].resources)
+    return jobs if w == 1 else [replace(j, world_size=w) for j in jobs]
+
+
+def require_world_size(job: Any, where: str) -> None:
+    """On the node: the step runs as many processes as the job was submitted for (its id says W)."""
+    from bench.run.distributed import layout_from_env
+
+    layout = layout_from_env()
+    have = layout.world_size if layout is not None else 1
+    if have != int(getattr(job, "world_size", 1)):
+        raise BenchError(f"{where} was submitted for {job.world_size} data-parallel process(es) and runs as "
+                         f"{have}: resubmit it with the same tasks_per_node/nodes (a different W is a "
+                         "different experiment, with its own job id)")

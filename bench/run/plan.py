@@ -248,11 +248,13 @@ def check_before_submit(jobs: list[Any], cluster: Mapping[str, Any]) -> None:
                              "ask for more GPUs (resources.gpus), or --cluster gpu_mem_gb=N for your GPUs")
 
 
-def submitted_line(summary: Mapping[str, Any], what: str, results: str, sets: Iterable[str] | None) -> str:
+def submitted_line(summary: Mapping[str, Any], what: str, results: str, sets: Iterable[str] | None,
+                   world_size: int = 1) -> str:
     """After a Slurm submission: the array id(s), the log folder and a status command that keeps
     every flag it needs."""
     flags = f" --results {results}" if results not in ("results", None) else ""
     flags += "".join(f" --set {s}" for s in sets or ())
+    flags += f" --world-size {world_size}" if world_size > 1 else ""
     arrays = ", ".join(summary.get("arrays") or []) or "none"
     return (f"submitted {summary.get('submitted', 0)} job(s) as Slurm array(s) {arrays}; logs in "
             f"{summary.get('logs', '-')}; follow with: bench status {what}{flags}")

@@ -105,6 +105,9 @@ def main(args: argparse.Namespace) -> int:
     jobs, suite = select_jobs(args)
     name = args.executor or suite.executor.get("name", "local")
     cluster_overrides = check_run_flags(args, name, suite.cluster, suite.source)
+    from bench.run.devices import with_world_size
+
+    jobs = with_world_size(jobs, name, {**suite.cluster, **cluster_overrides})  # W > 1: its own job ids
     if name != "slurm":
         from bench.run.devices import require_local
         from bench.train.precision import check_local_device
@@ -193,7 +196,8 @@ def main(args: argparse.Namespace) -> int:
     if name == "slurm":
         from bench.run.plan import submitted_line
 
-        print(submitted_line(summary, f"--suite {args.suite}", args.results, getattr(args, "sets", None)))
+        print(submitted_line(summary, f"--suite {args.suite}", args.results, getattr(args, "sets", None),
+                             jobs[0].world_size if jobs else 1))
         return 0
     if not args.no_report and args.results == "results" and not suite.overrides and rank0:
         from bench.cli import main as cli_main

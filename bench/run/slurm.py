@@ -97,10 +97,12 @@ def _start_checks(job: JobSpec, store: Store, device: str | None) -> None:
     import fcntl
     import sys
 
-    from bench.run.devices import require_device
+    from bench.run.devices import require_device, require_world_size
 
     try:
-        require_device(job.resources, device, f"job {job.job_id} ({job.display_name}, suite {job.suite})")
+        where = f"job {job.job_id} ({job.display_name}, suite {job.suite})"
+        require_device(job.resources, device, where)
+        require_world_size(job, where)
     except BenchError as err:
         print(f"bench: error: {err}", file=sys.stderr, flush=True)
         store.job_dir(job).mark_failed(f"{err}\n")

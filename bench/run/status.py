@@ -108,6 +108,10 @@ def main(args: argparse.Namespace) -> int:
     from bench.run.roots import resolve_root, unreadable_line
 
     jobs = _jobs_for(args)
+    if getattr(args, "world_size", 1) > 1:  # a W-process launch has its own job ids (JobSpec.world_size)
+        from dataclasses import replace
+
+        jobs = [replace(j, world_size=args.world_size) for j in jobs]
     name = jobs[0].suite if jobs else "?"
     args.results = resolve_root(args.results, name)
     store = Store(args.results)

@@ -43,6 +43,9 @@ def main(args: argparse.Namespace) -> int:
     executor_name = args.executor or sweep.executor.get("name", "local")
     # every flag (and the cluster block) checked before anything runs
     cluster = {**sweep.cluster, **check_run_flags(args, executor_name, sweep.cluster, sweep.source)}
+    from bench.run.devices import with_world_size
+
+    jobs = with_world_size(jobs, executor_name, cluster)  # W > 1: its own job ids
     args.results = resolve_root(args.results, sweep.name)
     store = Store(args.results)
     if executor_name != "slurm":
@@ -117,7 +120,8 @@ def main(args: argparse.Namespace) -> int:
     if executor_name == "slurm":
         from bench.run.plan import submitted_line
 
-        print(submitted_line(summary, f"--sweep {args.spec}", args.results, getattr(args, "sets", None)))
+        print(submitted_line(summary, f"--sweep {args.spec}", args.results, getattr(args, "sets", None),
+                             jobs[0].world_size if jobs else 1))
         return 0
     if summary.get("skipped"):
         print(f"{len(summary['skipped'])} job(s) skipped: another process is running them (not failures)")

@@ -16,7 +16,7 @@ from bench.train.settings import PERFORMANCE_KEYS, RUNTIME_DEFAULTS, SEMANTIC_KE
 
 #: Fields that decide what a job computes; everything else is bookkeeping.
 SEMANTIC_FIELDS = ("method", "hparams", "dataset", "backbone", "budget", "optimizer",
-                   "protocol", "evaluation", "seed")
+                   "protocol", "evaluation", "seed", "world_size")
 
 
 #: Keys left out of the job id: ``optimizer.weight_decay_mode`` is always the one the resolved
@@ -49,6 +49,8 @@ def identity_fields(semantic: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(backbone, Mapping) and isinstance(backbone.get("weights"), Mapping):
         options = {k: v for k, v in dict(backbone.get("options") or {}).items() if k != "pretrained_path"}
         out["backbone"] = {**backbone, "options": options}
+    if out.get("world_size", 1) in (1, None):
+        out.pop("world_size", None)  # one process: the ids of every record made before the field
     for section in set(DERIVED_KEYS) | set(NEUTRAL_DEFAULTS):
         if isinstance(out.get(section), Mapping):
             neutral = NEUTRAL_DEFAULTS.get(section, {})
@@ -78,6 +80,9 @@ class JobSpec:
     data_root: str | None = field(default=None, compare=False)  # machine-specific; not semantic
     #: where the job must run ({device: cuda, gpus: N}; None: anywhere); not semantic
     resources: Mapping[str, Any] | None = field(default=None, compare=False)
+    #: data-parallel processes W: semantic (BatchNorm statistics and the contrastive terms see B/W
+    #: samples per rank), so a W-process run is its own job id and never shares a row's records
+    world_size: int = 1
 
     @property
     def job_id(self) -> str:
@@ -87,12 +92,15 @@ class JobSpec:
 
     @property
     def display_name(self) -> str:
-        return self.label or self.method
+        name = self.label or self.method
+        return f"{name} W={self.world_size}" if self.world_size > 1 else name
 
     def to_dict(self) -> dict[str, Any]:
         out = json.loads(canonical_json(asdict(self)))
         if out.get("resources") is None:
             out.pop("resources", None)  # a job that runs anywhere: the dict records made before the key
+        if out.get("world_size") == 1:
+            out.pop("world_size")  # one process: as records made before the field
         return out
 
     @classmethod
