@@ -228,3 +228,22 @@ def test_a_w_process_launch_is_its_own_experiment(monkeypatch):
     require_world_size(one, "job")  # one process, W = 1
     with pytest.raises(BenchError, match="submitted for 2 data-parallel process"):
         require_world_size(two, "job")
+
+
+def test_thread_count_follows_the_affinity_not_the_node(monkeypatch):
+    """Issue 29 item 3: on a cgroup-limited node os.cpu_count() is the whole machine; a job's
+    threads come from its affinity, shared among the ranks of its node."""
+    import os
+
+    from bench.run.executors import LocalExecutor
+    from bench.run.inputs import usable_cpus
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 128)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
+    monkeypatch.delenv("SLURM_NTASKS_PER_NODE", raising=False)
+    monkeypatch.delenv("BENCH_THREADS", raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert usable_cpus() == 4
+    assert LocalExecutor()._threads() == 4 and LocalExecutor(threads=3)._threads() == 3
+    monkeypatch.setenv("BENCH_THREADS", "1")
+    assert LocalExecutor()._threads() == 1

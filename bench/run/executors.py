@@ -30,6 +30,14 @@ class LocalExecutor:
                  wait: bool = False) -> None:
         self.device, self.threads, self.progress, self.wait = device, threads, progress, wait
 
+    def _threads(self) -> int:
+        """--threads, else BENCH_THREADS, else the CPUs this process may use (affinity, per rank)."""
+        import os
+
+        from bench.run.inputs import usable_cpus
+
+        return self.threads or int(os.environ.get("BENCH_THREADS") or 0) or usable_cpus()
+
     def submit(self, jobs: list[JobSpec], store: Store) -> dict[str, Any]:
         from bench.errors import BenchError
         from bench.run.runner import run_job
@@ -46,7 +54,7 @@ class LocalExecutor:
                 continue
             try:
                 with main_process_only(local_signals()):  # the job's workers survive USR2/SIGTERM
-                    record = run_job(job, store, device=self.device, threads=self.threads,
+                    record = run_job(job, store, device=self.device, threads=self._threads(),
                                      progress=self.progress)
             except BenchError as err:
                 if RUNNING_ELSEWHERE not in str(err):

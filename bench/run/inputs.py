@@ -4,7 +4,35 @@ trains: locally by ``bench run``/``bench sweep``, on a cluster by the first arra
 import circle."""
 from __future__ import annotations
 
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
 from bench.spec.jobs import JobSpec
+
+
+@contextlib.contextmanager
+def build_lock(cache_dir: str) -> Iterator[None]:
+    """One builder per cache folder (flock on ``<cache_dir>/.build.lock``): Slurm array tasks and
+    torchrun ranks that need the same caches take turns; the first builds, the others reuse."""
+    import fcntl
+
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(cache_dir) / ".build.lock", "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        yield
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity: a cgroup- or Slurm-limited node's share, not
+    os.cpu_count()), divided among the data-parallel ranks of this node."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("SLURM_NTASKS_PER_NODE") or 1)
+    return max(1, cpus // max(local, 1))
 
 
 def _prepare(job: JobSpec) -> None:

@@ -226,8 +226,9 @@ def _rerun_command(args: argparse.Namespace) -> str:
 def _preflight(jobs: list[JobSpec]) -> None:
     """Build every input cache in a child process (bench.run.executors.prepare_inputs), then load the
     data once before any job starts: a data error stops everything, marks nothing."""
-    from bench.run.executors import prepare_inputs
-    from bench.run.runner import load_job_data
+    from bench.run.inputs import build_lock, prepare_inputs
+    from bench.run.runner import CACHE_DIR, load_job_data
 
-    prepare_inputs(jobs)
+    with build_lock(CACHE_DIR):  # under torchrun the first rank builds, the others wait and reuse
+        prepare_inputs(jobs)
     load_job_data(jobs[0])

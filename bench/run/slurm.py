@@ -94,7 +94,6 @@ def _start_checks(job: JobSpec, store: Store, device: str | None) -> None:
     job's error.txt; exit 2, no record, no cache built); then the job's input caches are built
     once per cluster, under a lock in the cache folder: the first array task builds them, the
     others wait and reuse them (the submitting machine builds nothing)."""
-    import fcntl
     import sys
 
     from bench.run.devices import require_device, require_world_size
@@ -107,12 +106,10 @@ def _start_checks(job: JobSpec, store: Store, device: str | None) -> None:
         print(f"bench: error: {err}", file=sys.stderr, flush=True)
         store.job_dir(job).mark_failed(f"{err}\n")
         raise SystemExit(2) from None
-    from bench.run.inputs import prepare_inputs
+    from bench.run.inputs import build_lock, prepare_inputs
     from bench.run.runner import CACHE_DIR
 
-    Path(CACHE_DIR).mkdir(parents=True, exist_ok=True)
-    with open(Path(CACHE_DIR) / ".build.lock", "a+") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # one builder per cache folder; the rest reuse its caches
+    with build_lock(CACHE_DIR):  # one builder per cache folder; the other tasks reuse its caches
         prepare_inputs([job])
 
 
