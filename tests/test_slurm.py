@@ -101,7 +101,7 @@ def test_cli_sweep_resubmits_only_cancelled(slurm_cluster, tmp_path, capsys):
     load_job_data(jobs[0])
     held = ["--cluster", "sbatch={hold: true}"]  # jobs stay queued until released
     assert cli_main(["sweep", spec, "--executor", "slurm", "--results", results, *held]) == 0
-    assert "as array(s)" in capsys.readouterr().out
+    assert "as Slurm array(s)" in capsys.readouterr().out
     store = Store(results)
     victim = read_submission(store.job_dir(jobs[1]))["slurm_job_id"]
     subprocess.run(["scancel", victim], check=True, env=slurm_cluster.env, timeout=15)
