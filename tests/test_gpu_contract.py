@@ -142,8 +142,12 @@ def test_paper_suites_feed_each_backbone_its_weights_statistics(paper_weights_ca
     assert "budget.normalize=imagenet contradicts the weights tresnet_l.miil_in1k_448" in err
 
 
-def test_tresnet_l_rows_offer_both_authors_weights():
+def test_tresnet_l_rows_offer_both_authors_weights(capsys):
     from bench.spec.weights import REGISTRY
+
+    assert bench(["weights", "list", "--suite", "coco-tables-tresnetl-v2"]) == 0
+    out = capsys.readouterr().out  # each tag with its reason
+    assert "tresnet_v2_l.miil_in21k" in out and "train_dist.py" in out and "MODEL_ZOO" in out
 
     assert REGISTRY["tresnet_l"]["tag"] == "tresnet_l.miil_in1k_448" and "ASL" in REGISTRY["tresnet_l"]["reason"]
     v2 = REGISTRY["tresnet_v2_l"]

@@ -119,6 +119,9 @@ def list_weights(args: argparse.Namespace) -> int:
         elif weights == "none":
             weights = "none (from scratch)"
         print(f"{suite:<30} {name:<18} {str(weights):<26} {state:<8} {sha:<13} {path}")
+    print("\nwhy each tag (the authors' code or paper; bench/spec/weights.py):")
+    for name, entry in W.REGISTRY.items():
+        print(f"  {name:<13} {entry['tag']:<26} {entry['pretraining']}: {entry['reason']}")
     missing = [t for t in wanted_tags(args) if cached_path(t) is None]
     if missing:
         print(f"missing: {', '.join(missing)}; fetch on a machine with network: "
