@@ -37,6 +37,30 @@ def _cost_cache(tmp_path_factory):
         os.environ["BENCH_COST_CACHE_DIR"] = previous
 
 
+#: Test files whose tests share one resource: under xdist each file runs on one worker. test_slurm.py:
+#: the one Slurm cluster of the session (fixed ports, one controller, one accounting database).
+SHARED_FILES = {"tests/test_slurm.py": "slurm"}
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's loadgroup scheduling, plus the files of :data:`SHARED_FILES` as groups.
+
+    pytest-xdist 3.8 marks a group by appending ``@group`` to ``item._nodeid``, which pytest 9
+    no longer reads (``Item.nodeid`` comes from ``item._id``): ``xdist_group`` markers group
+    nothing there, so the scheduler groups by file itself; it sees node ids only."""
+    if config.getvalue("dist") not in ("load", "loadgroup"):
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SharedResourceScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            group = SHARED_FILES.get(nodeid.split("::", 1)[0])
+            return group if group is not None else super()._split_scope(nodeid)
+
+    return SharedResourceScheduling(config, log)
+
+
 #: Modules whose tests each train several jobs in subprocesses (docs/test-profile.md): under
 #: xdist they go first, so that no long test starts last while the other worker idles.
 LONG_MODULES = ("test_kill_resume.py", "test_runner.py", "test_train_path.py", "test_suite_validation.py")
@@ -45,7 +69,8 @@ LONG_MODULES = ("test_kill_resume.py", "test_runner.py", "test_train_path.py", "
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Tests that share one resource run on one xdist worker (``--dist loadgroup``): every
-    ``slurm`` test uses the one Slurm cluster of the session (fixed ports, one controller).
+    ``slurm`` test uses the one Slurm cluster of the session (fixed ports, one controller); the
+    marker is for an xdist that reads it, :func:`pytest_xdist_make_scheduler` does it today.
     Under xdist the long modules are scheduled first (a stable sort: the order within stays)."""
     for item in items:
         if item.get_closest_marker("slurm") and not item.get_closest_marker("xdist_group"):
