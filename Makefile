@@ -38,9 +38,12 @@ run: $(VENV)/.installed
 report: $(VENV)/.installed
 	$(VENV)/bin/bench report
 
-# pytest exits 5 when it collects no test: that is not a failure here.
+# pytest exits 5 when it collects no test: that is not a failure here. The tests run on every
+# core (pytest-xdist); tests sharing a resource (the Slurm cluster) keep to one worker
+# (--dist loadgroup); docs/test-profile.md has the profile and the timings.
+TEST_WORKERS ?= auto
 test: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest; code=$$?; [ $$code -eq 0 ] || [ $$code -eq 5 ]
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25; code=$$?; [ $$code -eq 0 ] || [ $$code -eq 5 ]
 
 # The CPU-scale ablation sweeps behind REPORT.md's plots (about 40 minutes on 2 cores), into the
 # committed results/: records made by other code (stale) are rerun, then REPORT.md regenerated.

@@ -254,7 +254,7 @@ RESULTS = Path(__file__).resolve().parent.parent / "results"
 needs_results = pytest.mark.skipif(not (RESULTS / "default").is_dir(), reason="committed records not here")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: an xdist worker may run other modules' tests in between
 def today():
     data = ReportData(RESULTS, 100)
     return data, {c.claim: c for c in claims.text_claims(data)}
@@ -369,7 +369,7 @@ def test_convergence_recomputed_from_history_every_stage(today):
     assert "no budget's stage 1 converged on every seed (the longest, 52 epochs: 2/3 seeds" in beats_asl.measured
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def report_text(tmp_path_factory):
     from bench.report import build
 

@@ -46,7 +46,7 @@ def _outcome(results: Path) -> dict:
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per xdist worker, which may interleave other modules' tests
 def reference(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("kill")
     suite = tiny_suite(tmp, name="kill", methods=METHODS, n_train=96,

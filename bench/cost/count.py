@@ -325,14 +325,19 @@ def error_row(cfg: CostConfig, err: BaseException) -> dict[str, Any]:
 def cost_rows(configs: Sequence[CostConfig], log: Callable[[str], None] = lambda s: None,
               all_stages: bool = False) -> list[dict]:
     """Every config's rows in order; a failing config becomes one error row (others go on)."""
+    from bench.cost.cache import cache_key, cached, code_digest
+
     rows: list[dict] = []
     cache: dict = {}
+    code = code_digest()
     for cfg in configs:
         log(f"counting {cfg.label or cfg.method} ({cfg.backbone} @ {cfg.resolution} px)")
         try:
-            found = measure(cfg, all_stages)
-            size = _backbone_size(cfg, cache)
-            rows.extend({**r, "note": annotate(r, cfg, *size)} for r in found)
+            found, hit = cached(cache_key(cfg, all_stages, code),
+                                lambda: {"rows": measure(cfg, all_stages), "backbone": list(_backbone_size(cfg, cache))})
+            if hit:
+                log("  (cached: same configuration, code and library versions)")
+            rows.extend({**r, "note": annotate(r, cfg, *found["backbone"])} for r in found["rows"])
         except Exception as err:  # noqa: BLE001 -- any failure is reported as this row's error
             rows.append(error_row(cfg, err))
     return rows

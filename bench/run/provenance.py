@@ -111,6 +111,7 @@ EXCLUDED: dict[str, str] = {
     "bench/cost/count.py": "`bench cost`: parameter/GMAC records, not job records",
     "bench/cost/timing.py": "`bench cost --timing`",
     "bench/cost/command.py": "`bench cost`: prints and writes cost records",
+    "bench/cost/cache.py": "`bench cost`: reuses counted cost rows, keyed by their inputs; no job record",
     "bench/report/checks.py": "the ledger's rules and checks over finished records",
     "bench/report/checks_rows.py": "the ledger's mAP checks over finished records",
     "bench/report/checks_costs.py": "the ledger's cost and timing checks over finished records and cost records",
