@@ -4,14 +4,11 @@ A GPU suite asks Slurm for its GPUs (and CPUs and memory to match), never falls 
 (locally at load; on a node without CUDA in its first seconds, exit 2, nothing recorded, no cache),
 each backbone gets its weights' own normalisation, the dry run shows the sbatch request, the
 GPU-hours and the peak memory, refuses what would not fit, and shows the whole plan even when
-weights are missing. The Slurm cases run on the real test cluster (tests/slurm_cluster.py), whose
-node has one schedulable fake GPU and no CUDA.
+weights are missing. The real-Slurm case (a GPU job on a node without CUDA) is in tests/test_slurm.py, with the
+cluster's other tests (one xdist worker, one cluster).
 """
 from __future__ import annotations
 
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -154,61 +151,6 @@ def test_tresnet_l_rows_offer_both_authors_weights(capsys):
     assert v2["tag"] == "tresnet_v2_l.miil_in21k" and "train_dist.py" in v2["reason"]
     suite = yaml.safe_load((REPO / "sweeps" / "coco-tables-tresnetl-v2.yaml").read_text())
     assert suite["backbone"]["name"] == "tresnet_v2_l" and suite["budget"]["resolution"] == 448
-
-
-# ------------------------------------------------------------------ the real Slurm cluster
-def _gpu_suite(tmp_path: Path) -> Path:
-    path = tmp_path / "gpu.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "gpu", "dataset": {"name": "mnist-mosaic", "options": {"n_train": 64, "n_val": 16, "n_test": 16}},
-        "budget": {"epochs": 1, "batch_size": 16, "resolution": 32}, "methods": ["baseline"],
-        "resources": {"device": "cuda", "gpus": 1},
-        "cluster": {"time_min": 5, "cpus_per_task": 1, "mem_gb": 1, "max_requeues": 0}}))
-    return path
-
-
-@pytest.mark.slurm
-@pytest.mark.timeout(300)
-def test_on_a_node_without_cuda_a_gpu_job_stops_in_seconds_and_records_nothing(slurm_cluster, tmp_path, capsys,
-                                                                               monkeypatch):
-    from bench.run.status import job_statuses
-    from bench.run.store import Store
-    from bench.spec.suites import expand_jobs, load_suite
-
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(cache))  # sbatch exports it to the job
-    results = tmp_path / "results"
-    suite = _gpu_suite(tmp_path)
-    t0 = time.monotonic()
-    assert bench(["run", "--suite", str(suite), "--executor", "slurm", "--results", str(results)]) == 0
-    out = capsys.readouterr().out
-    # submitting built no input cache (only the dry run's model counts, bench/run/plan.py)
-    assert not cache.exists() or {p.name for p in cache.iterdir()} <= {"plan"}
-    said = next(line for line in out.splitlines() if line.startswith("submitted"))
-    assert "Slurm array(s)" in said and "logs in" in said and f"--results {results}" in said
-    scripts = list((results / "gpu" / ".submitit").rglob("*_submission.sh"))
-    script = scripts[0].read_text()
-    assert "#SBATCH --gpus-per-node=1" in script and "#SBATCH --mem=1GB" in script  # what sbatch received
-    jobs = expand_jobs(load_suite(str(suite)))
-    store = Store(results)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not store.job_dir(jobs[0]).error_file.exists():
-        time.sleep(1)
-    error = store.job_dir(jobs[0]).error_file.read_text()
-    assert "needs CUDA" in error and "torch.cuda.is_available() is False" in error
-    assert time.monotonic() - t0 < 120
-    statuses, _ = job_statuses(jobs, store)
-    assert statuses[0].state != "done" and not store.job_dir(jobs[0]).record_file.exists()
-    assert {p.name for p in cache.iterdir()} <= {"plan"}  # the node stopped before any cache was built
-    slurm_id = next(iter(results.rglob("slurm.json"))).read_text()
-    sid = yaml.safe_load(slurm_id)["slurm_job_id"]
-    for _ in range(30):  # accounting lags a few seconds
-        state = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "State,ExitCode", "-j", sid],
-                               capture_output=True, text=True, timeout=15).stdout.strip()
-        if state.startswith("FAILED"):
-            break
-        time.sleep(1)
-    assert state.startswith("FAILED") and state.split("|")[1] == "2:0", state  # exit 2, no signal
 
 
 def test_a_w_process_launch_is_its_own_experiment(monkeypatch):

@@ -309,3 +309,55 @@ def test_two_task_job_runs_data_parallel(slurm_cluster, tmp_path):
     assert record["distributed"] == {"world_size": 2, "backend": "gloo"}
     logs = sorted(p.name for p in (tmp_path / "results" / "ddp" / ".submitit").glob("*_log.out"))
     assert len(logs) == 2, logs  # two Slurm tasks ran the job
+
+
+def _gpu_suite(tmp_path: Path) -> Path:
+    """A tiny suite that needs one CUDA GPU (issue 25): the test node has a schedulable fake GPU
+    (tests/slurm_cluster.py) and no CUDA."""
+    path = tmp_path / "gpu.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "gpu", "dataset": {"name": "mnist-mosaic", "options": {"n_train": 64, "n_val": 16, "n_test": 16}},
+        "budget": {"epochs": 1, "batch_size": 16, "resolution": 32}, "methods": ["baseline"],
+        "resources": {"device": "cuda", "gpus": 1},
+        "cluster": {"time_min": 5, "cpus_per_task": 1, "mem_gb": 1, "max_requeues": 0}}))
+    return path
+
+
+def test_on_a_node_without_cuda_a_gpu_job_stops_in_seconds_and_records_nothing(slurm_cluster, tmp_path, capsys,
+                                                                               monkeypatch):
+    from bench.spec.suites import expand_jobs, load_suite
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(cache))  # sbatch exports it to the job
+    results = tmp_path / "results"
+    suite = _gpu_suite(tmp_path)
+    t0 = time.monotonic()
+    assert cli_main(["run", "--suite", str(suite), "--executor", "slurm", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    # submitting built no input cache (only the dry run's model counts, bench/run/plan.py)
+    assert not cache.exists() or {p.name for p in cache.iterdir()} <= {"plan"}
+    said = next(line for line in out.splitlines() if line.startswith("submitted"))
+    assert "Slurm array(s)" in said and "logs in" in said and f"--results {results}" in said
+    scripts = list((results / "gpu" / ".submitit").rglob("*_submission.sh"))
+    script = scripts[0].read_text()
+    assert "#SBATCH --gpus-per-node=1" in script and "#SBATCH --mem=1GB" in script  # what sbatch received
+    jobs = expand_jobs(load_suite(str(suite)))
+    store = Store(results)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not store.job_dir(jobs[0]).error_file.exists():
+        time.sleep(1)
+    error = store.job_dir(jobs[0]).error_file.read_text()
+    assert "needs CUDA" in error and "torch.cuda.is_available() is False" in error
+    assert time.monotonic() - t0 < 120
+    statuses, _ = job_statuses(jobs, store)
+    assert statuses[0].state != "done" and not store.job_dir(jobs[0]).record_file.exists()
+    assert {p.name for p in cache.iterdir()} <= {"plan"}  # the node stopped before any cache was built
+    slurm_id = next(iter(results.rglob("slurm.json"))).read_text()
+    sid = yaml.safe_load(slurm_id)["slurm_job_id"]
+    for _ in range(30):  # accounting lags a few seconds
+        state = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "State,ExitCode", "-j", sid],
+                               capture_output=True, text=True, timeout=15).stdout.strip()
+        if state.startswith("FAILED"):
+            break
+        time.sleep(1)
+    assert state.startswith("FAILED") and state.split("|")[1] == "2:0", state  # exit 2, no signal
