@@ -162,9 +162,27 @@ def resolve_choices() -> None:
             try:
                 body = ast.parse(inspect.getsource(values)).body[0].body
                 imp = next(n for n in body if isinstance(n, ast.ImportFrom))
-                key.domain._values = _source_value(imp.module, imp.names[0].name)
+                read = _source_value(imp.module, imp.names[0].name)
+                key.domain._values = _returned(body, imp.names[0].name, tuple(read))
             except (_NotLiteral, StopIteration, OSError, TypeError, SyntaxError, AttributeError):
                 continue
+
+
+def _returned(body: list, name: str, read: tuple) -> tuple:
+    """What the choice function returns, with the imported list read from source: ``tuple(NAME)``
+    or a tuple of ``*NAME`` and literals (``(*NORMALIZATIONS, "weights")``)."""
+    ret = next(n for n in body if isinstance(n, ast.Return)).value
+    if isinstance(ret, ast.Tuple):
+        out: list = []
+        for elt in ret.elts:
+            if isinstance(elt, ast.Starred) and isinstance(elt.value, ast.Name) and elt.value.id == name:
+                out.extend(read)
+            elif isinstance(elt, ast.Constant):
+                out.append(elt.value)
+            else:
+                raise _NotLiteral(name)
+        return tuple(out)
+    return read
 
 
 def dataset_options(name: str) -> dict[str, Any]:

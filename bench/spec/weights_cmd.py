@@ -24,7 +24,8 @@ from bench.spec import weights as W
 #: timm tag -> its Hugging Face repo, as timm's registry says (``hub_location``); read here so that
 #: `bench weights list` needs neither timm nor torch. tests/test_cli_fast.py checks it against timm.
 HUB_IDS = {"resnet101.tv_in1k": "timm/resnet101.tv_in1k", "tresnet_m.miil_in21k": "timm/tresnet_m.miil_in21k",
-           "tresnet_l.miil_in1k_448": "timm/tresnet_l.miil_in1k_448"}
+           "tresnet_l.miil_in1k_448": "timm/tresnet_l.miil_in1k_448",
+           "tresnet_v2_l.miil_in21k": "timm/tresnet_v2_l.miil_in21k"}
 
 
 def hub_location(tag: str) -> tuple[str, str]:
