@@ -244,6 +244,22 @@ def check_kind(args: argparse.Namespace) -> None:
         raise BenchError(f"{name} is a sweep, not a suite: use bench sweep {name}")
 
 
+def _end_children() -> None:
+    """SIGKILL this process's multiprocessing children (DataLoader workers) before an interrupted
+    run exits. Inside a job they ignore SIGTERM (bench.run.signals), and the exception that ends
+    the run still holds the DataLoader, so its shutdown never ran: left alone, two workers can
+    block each other's exit on a full result pipe and keep the caller's stdout open (seen once
+    under load: `bench run` printed its line and its pipes stayed open past 120 s)."""
+    import multiprocessing
+    import signal
+
+    for child in multiprocessing.active_children():
+        try:
+            os.kill(child.pid, signal.SIGKILL)
+        except (OSError, TypeError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
 
@@ -276,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         # thread can die there with a traceback after this one line (seen under SIGTERM).
         sys.stdout.flush()
         sys.stderr.flush()
+        _end_children()
         os._exit(143 if isinstance(err, Terminated) else 130)
     finally:
         signal.signal(signal.SIGTERM, previous)
