@@ -61,9 +61,9 @@ def require_device(resources: Mapping[str, Any] | None, device: str | None, wher
 
 def require_local(jobs: Iterable[Any], device: str | None, suite: str) -> None:
     """At load, for a local run: every job's resources against this machine."""
-    for job in jobs:
-        require_device(getattr(job, "resources", None), device, f"suite {suite}")
-        return  # one suite, one requirement
+    first = next(iter(jobs), None)  # one suite, one requirement
+    if first is not None:
+        require_device(first.resources, device, f"suite {suite}")
 
 
 def world_size(executor: str, cluster: Mapping[str, Any], resources: Mapping[str, Any] | None) -> int:

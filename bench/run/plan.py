@@ -227,9 +227,7 @@ def _estimates(jobs: list[Any], c: Mapping[str, Any], gpus: int) -> list[str]:
         print(f"{job.display_name:<18} {job.seed:>4} {est['gpu_hours']:>7.1f} {est['peak_gb']:>8.1f}  "
               f"{est['micro_batch']:g}/GPU on {gpus} GPU(s), {est['train_images']} x {est['epochs']}")
         if est["peak_gb"] > float(c["gpu_mem_gb"]):
-            problems.append(f"{job.display_name}: estimated peak {est['peak_gb']:.0f} GB per GPU exceeds "
-                            f"gpu_mem_gb={c['gpu_mem_gb']}: set budget.accumulate (a smaller micro-batch, same "
-                            "step), ask for more GPUs (resources.gpus), or say your GPU's memory (--cluster gpu_mem_gb=N)")
+            problems.append(_over_memory(job, est, c))
     print(f"total: {total:.1f} GPU-hours (estimated) for {len(jobs)} job(s)")
     return problems
 
@@ -243,9 +241,13 @@ def check_before_submit(jobs: list[Any], cluster: Mapping[str, Any]) -> None:
     for job in jobs:
         est = estimate(job, c, gpus)
         if est["peak_gb"] > float(c["gpu_mem_gb"]):
-            raise BenchError(f"{job.display_name}: estimated peak {est['peak_gb']:.0f} GB per GPU exceeds "
-                             f"gpu_mem_gb={c['gpu_mem_gb']} (bench run --dry-run shows how): set budget.accumulate, "
-                             "ask for more GPUs (resources.gpus), or --cluster gpu_mem_gb=N for your GPUs")
+            raise BenchError(_over_memory(job, est, c) + " (bench run --dry-run shows the estimate)")
+
+
+def _over_memory(job: Any, est: Mapping[str, Any], c: Mapping[str, Any]) -> str:
+    return (f"{job.display_name}: estimated peak {est['peak_gb']:.0f} GB per GPU exceeds gpu_mem_gb={c['gpu_mem_gb']}: "
+            "set budget.accumulate (a smaller micro-batch, same step), ask for more GPUs (resources.gpus), or say "
+            "your GPU's memory (--cluster gpu_mem_gb=N)")
 
 
 def submitted_line(summary: Mapping[str, Any], what: str, results: str, sets: Iterable[str] | None,
