@@ -27,6 +27,11 @@ Scope -- what counts (decided once, here; README "When is a record stale?"):
   defaults) count only for that method's records; everything else counts for every record.
   A change to ProbMCL's file makes ProbMCL's records stale, not ASL's.
 
+**Verified equivalence** (:mod:`bench.run.equivalence`): a record made by fingerprint F is also
+current when ``results/code-equivalence.json`` links F to the current fingerprint of its method --
+an entry written only after every committed configuration, shrunk, gave bit-identical outputs
+under both codes on one machine, and rechecked by ``tests/test_equivalence.py``.
+
 Records made under scheme 1 (sha256 of every file's bytes with its path, one value for every
 method) are current when :data:`LEGACY` maps their fingerprint to the current scheme-2 value of
 their method: the table is computed from the commit that made them (``tests/test_stale.py``
@@ -92,6 +97,7 @@ EXCLUDED: dict[str, str] = {
     "bench/data/fetch.py": "`bench data fetch`: downloads and extracts archives; the loaders read the files",
     "bench/run/epochlog.py": "per-epoch CSV / TensorBoard / wandb logs written from the history; never read back",
     "bench/run/summary.py": "the end-of-run summary: prints what the finished records say",
+    "bench/run/equivalence.py": "runs two codes' probe jobs in child processes and compares them; writes no record",
     # a job's identity: every effect passes through the job's semantic fields (the job id)
     "bench/spec/suites.py": "YAML -> JobSpec; what it decides is in the job id",
     "bench/spec/sweeps.py": "sweep YAML -> JobSpecs; what it decides is in the job id",

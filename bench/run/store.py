@@ -41,6 +41,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from bench.spec.jobs import JobSpec
+from bench.run.equivalence import equivalent
 from bench.run.provenance import current_code_files, current_code_fingerprint, legacy_equivalent
 
 DEFAULT_ROOT = Path("results")
@@ -74,14 +75,18 @@ def staleness(record: Any, current: str | None = None) -> str:
     """'' when ``record`` was made by the current code of its method; otherwise why it is stale.
 
     A scheme-1 fingerprint (records made before fingerprints were scoped by method) counts as
-    the scheme-2 value that ``provenance.LEGACY`` computed for its commit."""
+    the scheme-2 value that ``provenance.LEGACY`` computed for its commit; a fingerprint that
+    ``results/code-equivalence.json`` links to the current one (bench.run.equivalence) is current."""
     current = current or current_code_fingerprint(record_method(record))
     fp = record_fingerprint(record)
     if fp is None:
         return ("no readable provenance.code_fingerprint (recorded before code fingerprints existed, "
                 "or damaged): counted as stale")
-    if fp == current or legacy_equivalent(fp, record_method(record) or "*") == current:
+    method = record_method(record) or "*"
+    if fp == current or legacy_equivalent(fp, method) == current:
         return ""
+    if current in equivalent(legacy_equivalent(fp, method) or fp, method):
+        return ""  # shown to compute the same (bench.run.equivalence)
     return f"made by code {fp}, current code is {current}" + _changed_files(record)
 
 
