@@ -230,7 +230,8 @@ def curve_check(method: str, axis: str, rule: str, at: Any = None, effect: float
             suite = SWEEP_SUITES.get((method, axis))
             how = f"run `bench sweep sweeps/{suite}.yaml`" if suite else "no sweep file varies it yet"
             return Verdict(f"no {method} {axis} sweep records; {how}", PENDING)
-        curve = curves[0]
+        # the sweep at the paper's configuration decides when there is one (CSRA Fig. 5: H = 1)
+        curve = next((c for c in curves if not _off_configuration(c, where)), curves[0])
         command = command_for(curve.suite)
         cpu = is_cpu_scale(data.suites[curve.suite])
         points = curve.ci()

@@ -15,9 +15,8 @@ from bench.report.checks_rows import (ablation_greater, best_of, curve_check, gr
 #: The paper's smallest fixed-Lambda gain in CSRA Table 1 (the claim "also improves every model").
 _FIXED_GAIN = min(fm - b for _, (b, _vl, _vm, _fl, fm) in pv.CSRA_T1.rows)
 
-#: The sweep command that would run CSRA Fig. 5 at the paper's configuration (H = 1); not run here.
-_FIG5_AT_H1 = ("bench sweep ablation-csra-lambda-cpu --set 'search=[{method: csra, grid: {lam: [0.02, 0.1, 0.2, 0.5, "
-               "1.0], num_heads: [1]}}]'")
+#: The sweep that runs CSRA Fig. 5 at the paper's configuration (H = 1).
+_FIG5_AT_H1 = "bench sweep sweeps/ablation-csra-lambda-h1-cpu.yaml"
 
 _ALTERNATIVES = ("baseline", "asl", "csra", "mlgcn", "imlgcn", "kmcl")
 
