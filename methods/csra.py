@@ -103,8 +103,9 @@ def build(ctx: BuildContext, hp: Hparams) -> CsraModel:
 def validate(hp: Hparams) -> None:
     if not isinstance(hp["num_heads"], int) or isinstance(hp["num_heads"], bool) \
             or hp["num_heads"] not in CSRA_TEMPERATURES:
-        raise HparamError(f"hyperparameter num_heads={hp['num_heads']!r} must be one of "
-                          f"{sorted(CSRA_TEMPERATURES)} (the paper's temperature tables)")
+        raise HparamError(f"hyperparameter num_heads={hp['num_heads']!r} must be a whole number of "
+                          f"heads, one of {sorted(CSRA_TEMPERATURES)}: the head counts for which "
+                          "the CSRA paper (Sec. 3.3) fixes the heads' temperatures")
     check_range(hp, "lam", 0)  # finite (check_range rejects NaN and inf)
     check_choice(hp, "normalize_weights", (True, False))
     check_choice(hp, "mode", CSRA_MODES)

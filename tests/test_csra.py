@@ -136,3 +136,12 @@ def test_csra_model_defaults_trains_and_interfaces():
 def test_bad_hparams(bad):
     with pytest.raises(HparamError):
         methods.get("csra").resolve(bad)
+
+
+def test_num_heads_error_says_what_a_head_count_is():
+    # issue #27: num_heads=2.5 used to cite "temperature tables", which a user cannot act on
+    with pytest.raises(HparamError) as err:
+        methods.get("csra").resolve({"num_heads": 2.5})
+    text = str(err.value)
+    assert "num_heads=2.5" in text and "whole number of heads" in text and "[1, 2, 4, 6, 8]" in text
+    assert "temperature tables" not in text
