@@ -1,8 +1,9 @@
 """Data parallelism inside one job (bench/run/distributed.py): 2 CPU processes over gloo.
 
 * The strong check: for a model WITHOUT BatchNorm and the mean-reduced BCE loss,
-  the gradient averaged over 2 ranks (each on its half of the global batch)
-  equals the 1-process gradient of the whole batch.
+  the gradient averaged over 2 ranks by DistributedDataParallel (each on its half of the
+  global batch) equals the 1-process gradient of the whole batch (with BatchNorm and the
+  contrastive losses: tests/test_ddp_global_batch.py).
 * End to end: ``torchrun --nproc_per_node 2 -m bench.cli run`` of a tiny job writes
   ONE record noting world_size 2, close to the 1-process record (not equal:
   smallcnn has BatchNorm, whose batch statistics are per rank, 16 images instead of 32).
@@ -72,22 +73,25 @@ def _batch() -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+class _MLP(torch.nn.Sequential):
+    def loss(self, views, targets, stage):  # the method interface DDP's LossModule calls
+        return bce_loss(self(views[0]), targets)
+
+
 def _mlp(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 5))
+    return _MLP(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 5))
 
 
 def _grad_worker(rank: int, port: int, out: str) -> None:
     env = {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(port)}
     info = distributed.init_from_env("cpu", env)
-    distributed.BUCKET_ELEMENTS = 100  # several buckets for 373 gradient elements
-    model = _mlp(seed=rank)  # different init per rank: broadcast_state must align them
-    distributed.broadcast_state(model)
+    model = _mlp(seed=rank)  # different init per rank: DDP's construction must align them
+    ddp = distributed.data_parallel(model)  # torch's DistributedDataParallel around model.loss
     x, y = _batch()
-    loss = bce_loss(model(distributed.shard(x)), distributed.shard(y))
-    loss.backward()
-    distributed.average_gradients(model.parameters())
+    loss = ddp([distributed.shard(x)], distributed.shard(y), "train")
+    loss.backward()  # DDP's hooks all-reduce the mean of the gradients
     torch.save({"info": info, "grads": [p.grad for p in model.parameters()],
                 "weights": [p.detach() for p in model.parameters()],
                 "mean_loss": distributed.average_scalar(float(loss))}, f"{out}/rank{rank}.pt")

@@ -38,13 +38,14 @@ Same result semantics as one process:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import os
 import re
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, TypeVar
+from typing import Any, Mapping, TypeVar
 
 import numpy as np
 import torch
@@ -55,8 +56,6 @@ from bench.errors import BenchError
 TIMEOUT_MIN = float(os.environ.get("BENCH_DIST_TIMEOUT_MIN", 30))
 #: MASTER_PORT under Slurm: BASE + job id modulo SPAN (array tasks on one node get different ports).
 SLURM_PORT_BASE, SLURM_PORT_SPAN = 20000, 20000
-#: Gradients are all-reduced in flat buckets of at most this many elements.
-BUCKET_ELEMENTS = 1 << 23
 
 T = TypeVar("T", np.ndarray, torch.Tensor)
 
@@ -180,33 +179,40 @@ def shard_batch(views: list[torch.Tensor], targets: torch.Tensor,
     return [shard(v).to(device) for v in views], shard(targets).to(device)
 
 
-def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
-    """Replace every gradient by its mean over the ranks (DDP's averaging), in place.
+class LossModule(torch.nn.Module):
+    """``forward(views, targets, stage)`` = ``model.loss(...)``: the module DistributedDataParallel
+    wraps, so its hooks see the whole graph of the method's loss (views, heads, several backbone
+    calls) however the method computes it."""
 
-    Parameters without a gradient are skipped; every rank runs the same method
-    and stage, so the set of parameters with gradients is the same on all ranks.
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, views: list[torch.Tensor], targets: torch.Tensor, stage: str) -> torch.Tensor:
+        return self.model.loss(views, targets, stage)
+
+
+def data_parallel(model: torch.nn.Module) -> torch.nn.parallel.DistributedDataParallel | None:
+    """torch's DistributedDataParallel around :class:`LossModule` (``model``), None with one process.
+
+    Built once per stage, after ``prepare_stage``: DDP reduces the parameters that require a
+    gradient when it is built (ProbMCL and IML-GCN freeze and unfreeze parts between stages).
+    ``find_unused_parameters``: a stage may leave trainable parameters out of its loss;
+    ``static_graph`` would skip that search but fails under ``no_sync`` (micro-batches).
+    Its construction broadcasts rank 0's parameters and buffers; its hooks all-reduce the mean
+    of the gradients in buckets while backward() runs.
     """
-    w = _current.world_size
-    if w == 1:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    bucket: list[torch.Tensor] = []
-    size = 0
-    for g in grads + [None]:  # None flushes the last bucket
-        if g is not None and (not bucket or (size + g.numel() <= BUCKET_ELEMENTS
-                                             and g.dtype == bucket[0].dtype)):
-            bucket.append(g)
-            size += g.numel()
-            continue
-        if bucket:
-            flat = torch.cat([b.reshape(-1) for b in bucket])
-            torch.distributed.all_reduce(flat)
-            flat /= w
-            offset = 0
-            for b in bucket:
-                b.copy_(flat[offset:offset + b.numel()].view_as(b))
-                offset += b.numel()
-        bucket, size = ([g], g.numel()) if g is not None else ([], 0)
+    if _current.world_size == 1:
+        return None
+    ids = [torch.device(_current.device).index] if _current.backend == "nccl" else None
+    return torch.nn.parallel.DistributedDataParallel(LossModule(model), device_ids=ids,
+                                                     find_unused_parameters=True)
+
+
+def accumulating(ddp: torch.nn.parallel.DistributedDataParallel | None, last: bool) -> Any:
+    """The context of one micro-batch's forward and backward: DDP's ``no_sync`` on all but the
+    step's last micro-batch (gradients accumulate locally, one all-reduce per step)."""
+    return ddp.no_sync() if ddp is not None and not last else contextlib.nullcontext()
 
 
 def average_scalar(value: float) -> float:

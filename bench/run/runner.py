@@ -24,7 +24,7 @@ import torch
 
 import methods
 from bench import data as datasets
-from bench.run import distributed
+from bench.run import distributed, syncbn
 from bench.train.augment import model_in_chans
 from bench.evaluate.convergence import chance_map, convergence
 from bench.run.epochlog import write_epoch_log
@@ -211,6 +211,8 @@ def _build(job: JobSpec, jd: JobDir, device: str, rt: Runtime, progress: bool) -
                        backbone_options=backbone_options,
                        resolution=int(job.budget["resolution"]), in_chans=in_chans, device=device)
     model = spec.build(ctx, hp).to(device)
+    if rt.sync_batchnorm:  # DDP: global-batch BatchNorm statistics (a no-op with one process)
+        model = syncbn.convert(model)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return Job(job, jd, data, model, feed, rt, stage_epochs(model, job), progress), hp, pretraining
@@ -258,7 +260,8 @@ def _train_stage(run: Job, si: int, stage: str, state: dict[str, Any] | None) ->
         scaler.load_state_dict(state.get("scaler") or {})
         load_ema_state(ema, state.get("ema"))
     step = Step(opt, sched, scaler, ema, params, job.optimizer.get("grad_clip"), run.rt,
-                sum(h.get("nonfinite_steps", 0) for h in run.history))
+                sum(h.get("nonfinite_steps", 0) for h in run.history),
+                distributed.data_parallel(model))  # DDP: None with one process
     for epoch in range(done, n_epochs):
         e0 = time.perf_counter()
         seed = derived_seed(job.seed, si, epoch)
