@@ -215,6 +215,49 @@ def accumulating(ddp: torch.nn.parallel.DistributedDataParallel | None, last: bo
     return ddp.no_sync() if ddp is not None and not last else contextlib.nullcontext()
 
 
+class _Rows:
+    """Rows ``a`` .. ``b``-1 of an image array (a memmap or ``LazyImages``), read only when indexed."""
+
+    def __init__(self, base: Any, a: int, b: int) -> None:
+        self.base, self.a, self.b = base, a, b
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.b - self.a, *self.base.shape[1:])
+
+    def __len__(self) -> int:
+        return self.b - self.a
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        rows = np.arange(self.b - self.a)[idx] if isinstance(idx, slice) else np.asarray(idx)
+        return self.base[rows + self.a]
+
+
+def shard_split(split: Any, batch_size: int) -> Any:
+    """This rank's part of an evaluation pass over ``split``: a contiguous run of WHOLE batches of
+    ``batch_size`` (the batches one process makes, so every image's score is computed in the same
+    batch as with one process), ranks in order; ``split`` itself with one process."""
+    w, r = _current.world_size, _current.rank
+    if w == 1:
+        return split
+    from bench.data.base import Split
+
+    n = len(split)
+    per = -(-(-(-n // batch_size)) // w) * batch_size  # images per rank: ceil(batches / W) batches
+    a, b = min(n, r * per), min(n, (r + 1) * per)
+    return Split(_Rows(split.images, a, b), split.targets[a:b], tuple(split.ids[a:b]))
+
+
+def gather_rows(local: np.ndarray) -> np.ndarray | None:
+    """Rank 0: every rank's rows (e.g. the scores of its :func:`shard_split`) concatenated in rank
+    order, i.e. in the split's order; None on the other ranks; ``local`` with one process."""
+    if _current.world_size == 1:
+        return local
+    parts: list[Any] | None = [None] * _current.world_size if _current.is_main else None
+    torch.distributed.gather_object(local, parts, dst=0)
+    return np.concatenate(parts) if parts is not None else None
+
+
 def average_scalar(value: float) -> float:
     """Mean of a float over the ranks (e.g. the epoch's summed training loss)."""
     if _current.world_size == 1:
@@ -224,9 +267,9 @@ def average_scalar(value: float) -> float:
     return float(t.item()) / _current.world_size
 
 
-def broadcast_state(module: torch.nn.Module) -> None:
+def broadcast_state(module: torch.nn.Module | None) -> None:
     """Copy rank 0's parameters and buffers to every rank (as DDP does at construction)."""
-    if _current.world_size == 1:
+    if _current.world_size == 1 or module is None:
         return
     with torch.no_grad():
         for tensor in list(module.parameters()) + list(module.buffers()):

@@ -177,10 +177,10 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
     prior_s = run.train_s  # time spent before a resume (training only; earlier overheads are not kept)
     for si, stage in enumerate(run.model.stages):
         _train_stage(run, si, stage, state)
-    if not distributed.is_main():  # DDP: ranks > 0 only train
-        return {}, {}
     e0 = time.perf_counter()
     metrics, predictions, trick = final_evaluation(run.model, job, run.data, run.best, run.feed)
+    if not distributed.is_main():  # DDP: ranks > 0 scored their shards; rank 0 records
+        return {}, {}
     timing = {"wall_s": round(time.perf_counter() - t0 + prior_s, 2), "eval_s": round(time.perf_counter() - e0, 2),
               "resumed": state is not None}
     record = _record(run, hp, metrics, trick, pretraining, timing, device, threads, started)
@@ -245,7 +245,7 @@ def _train_stage(run: Job, si: int, stage: str, state: dict[str, Any] | None) ->
     recipe = stage_recipe(job, stage)
     model.prepare_stage(stage, StageContext(
         stage=stage, stage_index=si, epochs=n_epochs, device=run.feed.device,
-        iterate_train=lambda: run.feed.plain(data.train, ebs),
+        iterate_train=lambda: run.feed.plain(distributed.shard_split(data.train, ebs), ebs),  # DDP: a shard
         train_targets=data.train.targets, resuming=done > 0))
     params = [p for p in model.trainable_parameters(stage) if p.requires_grad]
     opt = build_optimizer(optimizer_groups(model, stage, params, job.protocol, recipe["optimizer"]),
@@ -284,9 +284,12 @@ def _train_stage(run: Job, si: int, stage: str, state: dict[str, Any] | None) ->
 def _end_epoch(run: Job, si: int, stage: str, epoch: int, n_epochs: int, entry: dict[str, Any],
                opt: Any, sched: Any, scaler: Any, ema: Any) -> None:
     """Validate (selection stage), check collapse (after the checked stage), checkpoint, log.
-    Under DDP rank 0 validates and writes; every rank meets at the barrier."""
+    Under DDP every rank scores its shard of validation with rank 0's BatchNorm statistics, rank 0
+    selects and writes; every rank meets at the barrier."""
     job, model, main = run.spec, run.model, distributed.is_main()
-    if stage == model.selection_stage() and main:
+    if stage == model.selection_stage():
+        for net in (model, getattr(ema, "module", None)):
+            distributed.broadcast_state(net)  # DDP: no-op with one process
         run.best = validate(model, ema, run.data, job, run.feed, epoch, entry, run.best)
     run.history.append(entry)
     if epoch == n_epochs and stage == getattr(model, "checked_stage", None):
