@@ -147,3 +147,34 @@ def test_torchrun_two_processes_write_one_record_close_to_one_process(tmp_path):
     for a, b in zip(one["history"], two["history"]):
         assert abs(a["train_loss"] - b["train_loss"]) < 0.01, (a, b)
     assert abs(one["metrics"]["last"]["test"]["mAP"] - two["metrics"]["last"]["test"]["mAP"]) < 5.0
+
+
+def test_a_rank_that_raises_ends_the_whole_torchrun_step_within_seconds(tmp_path):
+    """Rank 1 fails in its first epoch while rank 0 waits in a collective (DDP's all-reduce):
+    rank 1 exits (distributed.abort_process) and torchrun ends rank 0 at once, instead of rank 0
+    waiting BENCH_DIST_TIMEOUT_MIN (30) minutes for a rank that is gone."""
+    import time
+
+    suite = tiny_suite(tmp_path, epochs=2)
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(
+        "import os, sys\n"
+        "import bench.run.runner as runner\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    def fail(*args, **kwargs):\n"
+        "        raise RuntimeError('injected failure on rank 1')\n"
+        "    runner.train_epoch = fail\n"
+        "if __name__ == '__main__':  # the input-cache child re-imports this file\n"
+        "    from bench.cli import main\n"
+        "    sys.exit(main(sys.argv[1:]))\n")
+    env = {**os.environ, "BENCH_THREADS": "1", "HF_HUB_OFFLINE": "1", "BENCH_DIST_TIMEOUT_MIN": "30",
+           "PYTHONPATH": str(REPO), "BENCH_CACHE_DIR": str(REPO / ".cache" / "data")}
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(launcher), "run", "--suite", str(suite), "--results", str(tmp_path / "r"),
+                          "--no-report"], cwd=REPO, env=env, capture_output=True, text=True, timeout=150)
+    elapsed = time.monotonic() - t0
+    assert out.returncode != 0
+    assert "injected failure on rank 1" in out.stderr and "rank 1/2: job" in out.stderr, out.stderr[-2000:]
+    assert elapsed < 90, elapsed  # start-up and cache included; the collective's timeout is 30 min
+    assert not list((tmp_path / "r").glob("*/*/DONE"))
