@@ -8,32 +8,28 @@ submitit's JobEnvironment reports). SLURM_STEP_NUM_TASKS, not SLURM_NTASKS,
 decides: a batch script of an ``--ntasks=4`` allocation has SLURM_NTASKS=4 but is
 ONE process. With one process every function here is a no-op.
 
-Same result semantics as one process:
+Same experiment as one process (docs/slurm.md says what is and is not bit-identical):
 
 * The budget's ``batch_size`` stays the GLOBAL batch. Every rank draws the same
   batch order and the same augmentations (same seeds, same generator), then
-  keeps its contiguous slice (:func:`shard`), so the images seen are exactly
-  those of a 1-process run. Augmenting the whole batch on every rank costs
-  (W - 1)/W of redundant CPU work; it is the price of identical inputs, since
-  ``bench.train.augment`` draws per-batch random numbers from one generator.
-* :func:`average_gradients` all-reduces the mean of the gradients after
-  ``backward()`` and before clipping, which is what DistributedDataParallel
-  computes. DDP itself is not used: it hooks ``forward()``, but methods compute
-  their loss through ``model.loss(views, targets, stage)``, which may call the
-  backbone several times (views) or not through ``forward`` at all, so DDP's
-  reducer would not see the whole graph (unused-parameter errors or missed
-  gradients). Plain all-reduce after backward has no such assumption.
-* Exact equivalence holds for per-sample losses reduced by the MEAN over the
-  batch (mean of W local means of B/W samples = mean over B). It does NOT hold
-  for: batch-level losses -- the contrastive terms of ProbMCL and KMCL compare
-  each sample only with the samples of its own shard (B/W of them, not B);
-  sum-reduced losses (gradients are 1/W of the 1-process ones, as with DDP);
-  BatchNorm, whose batch statistics are per rank (B/W samples) and whose
-  running statistics used for evaluation are rank 0's.
-* Only rank 0 evaluates val/test, writes checkpoints, error.txt and the record;
-  the other ranks wait at barriers. All ranks resume from the same checkpoint.
-  A failure on any rank ends every rank's process (the process group cannot
-  recover from a half-finished collective); rank 0 records the error.
+  keeps its contiguous slice of every micro-batch (:func:`shard`), so the images
+  seen are exactly those of a 1-process run. Augmenting the whole batch on every
+  rank costs (W - 1)/W of redundant augmentation work; it is the price of
+  identical inputs, since ``bench.train.augment`` draws from one generator.
+* :func:`data_parallel`: torch's DistributedDataParallel around :class:`LossModule`,
+  whose ``forward`` is the method's ``model.loss(views, targets, stage)``, so DDP's
+  hooks see the whole graph of the loss and all-reduce the gradients' mean while
+  backward() runs (:func:`accumulating`: ``no_sync`` on all but the last micro-batch).
+* The losses see the global batch: the contrastive terms of ProbMCL and KMCL
+  gather the embeddings of all ranks with gradient and sum reductions are W x the
+  rank's sum (``methods.global_batch``); BatchNorm is synchronised
+  (``budget.sync_batchnorm``, ``bench.run.syncbn``).
+* Full-data passes are sharded (:func:`shard_split`, whole evaluation batches);
+  rank 0 gathers the scores (:func:`gather_rows`), computes the metrics, selects,
+  writes checkpoints, error.txt and the record; the other ranks wait at barriers.
+  All ranks resume from the same checkpoint. A failure on any rank ends every
+  rank's process (the process group cannot recover from a half-finished
+  collective); rank 0 records the error when it is the one that failed.
 """
 from __future__ import annotations
 
