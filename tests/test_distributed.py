@@ -178,3 +178,17 @@ def test_a_rank_that_raises_ends_the_whole_torchrun_step_within_seconds(tmp_path
     assert "injected failure on rank 1" in out.stderr and "rank 1/2: job" in out.stderr, out.stderr[-2000:]
     assert elapsed < 90, elapsed  # start-up and cache included; the collective's timeout is 30 min
     assert not list((tmp_path / "r").glob("*/*/DONE"))
+
+
+def test_micro_batches_not_divisible_by_world_size_are_refused_before_any_job(tmp_path, monkeypatch):
+    """Each rank takes B / accumulate / W images of every micro-batch (the 1-process micro-batches)."""
+    from bench.run.devices import with_world_size
+
+    jobs = expand_jobs(load_suite(str(tiny_suite(tmp_path))))  # batch_size 32
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert [j.world_size for j in with_world_size(jobs, "local", {})] == [4]
+    jobs = [replace(j, budget={**j.budget, "accumulate": 16}) for j in jobs]  # micro-batches of 2
+    with pytest.raises(BenchError, match=r"batch_size=32 with budget.accumulate=16 gives micro-batches of 2 "
+                                         r"images, not divisible by the 4 data-parallel processes; .* multiple of 64"):
+        with_world_size(jobs, "local", {})
