@@ -45,11 +45,13 @@ def gather(x: torch.Tensor) -> torch.Tensor:
 
 
 def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
-    """The sum of ``x`` over the ranks, differentiable (the backward sums the ranks' gradients)."""
+    """The sum of ``x`` over the ranks, differentiable (the backward sums the ranks' gradients);
+    a CPU tensor under nccl travels through the rank's GPU. ``x`` itself at W = 1."""
     if world_size() == 1:
         return x
     from torch.distributed.nn.functional import all_reduce
 
+    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else x.device
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return all_reduce(x)
+        return all_reduce(x.to(on)).to(x.device)
