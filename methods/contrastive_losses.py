@@ -31,16 +31,25 @@ def label_overlap(labels: torch.Tensor, overlap: str = "jaccard") -> torch.Tenso
     return torch.where(denom > 0, inter / denom.clamp(min=1e-12), torch.zeros_like(inter))
 
 
+def _self_pairs(pairs: torch.Tensor, offset: int) -> torch.Tensor:
+    """(A, M) bool, True at (i, offset + i): anchor i paired with itself among the M samples."""
+    a, m = pairs.shape[:2]
+    cols = torch.arange(m, device=pairs.device)
+    return cols[None, :] == (torch.arange(a, device=pairs.device) + offset)[:, None]
+
+
 @fp32_loss
 def probabilistic_contrastive_loss(sim: torch.Tensor, labels: torch.Tensor, alpha: float = 0.6,
                                    tau: float = 0.2, overlap: str = "jaccard",
-                                   reduction: str = "sum") -> torch.Tensor:
+                                   reduction: str = "sum", offset: int | None = None) -> torch.Tensor:
     """ProbMCL's L_PCL (paper Eq. 3) over the M samples of a batch -> scalar.
 
     sim (M, M): similarity of the samples' mixtures; labels (M, C). For anchor i,
     A(i) = {j != i : D(y_i, y_j) >= alpha} and loss_i = -1/|A(i)| sum_{j in A(i)}
     D_ij log(exp(sim_ij / tau) / sum_{l != i} exp(sim_il / tau)). Anchors with an
     empty A(i) contribute 0. ``sum`` over anchors (the paper), or ``mean`` (/ M).
+    ``offset`` (data parallel): sim is (A, M), the rank's A anchors -- samples offset .. offset+A-1
+    of the M gathered ones, whose labels (M, C) are all given -- against all M samples.
     """
     from methods.base import HparamError
 
@@ -51,10 +60,12 @@ def probabilistic_contrastive_loss(sim: torch.Tensor, labels: torch.Tensor, alph
     if overlap not in ("jaccard", "cosine"):
         raise HparamError(f"probabilistic_contrastive_loss: overlap={overlap!r} must be 'jaccard' or 'cosine'")
     m = sim.shape[0]
-    eye = torch.eye(m, dtype=torch.bool, device=sim.device)
+    eye = torch.eye(m, dtype=torch.bool, device=sim.device) if offset is None else _self_pairs(sim, offset)
     logits = (_at_least_fp32(sim) / tau).masked_fill(eye, float("-inf"))
     log_prob = (logits - torch.logsumexp(logits, dim=1, keepdim=True)).masked_fill(eye, 0.0)
     d = label_overlap(labels, overlap).to(sim.device)
+    if offset is not None:
+        d = d[offset:offset + m]
     positive = (d >= alpha) & ~eye
     n_pos = positive.sum(1)
     per_anchor = -(d * log_prob * positive).sum(1) / n_pos.clamp(min=1)
@@ -143,7 +154,8 @@ def bhattacharyya_log_coefficient(mu: torch.Tensor, var: torch.Tensor, dim: int,
 
 @fp32_loss
 def kmcl_kernel_contrastive_loss(log_bc: torch.Tensor, targets: torch.Tensor, tau: float = 0.17,
-                                 jaccard: str = "inside_log", reduction: str = "mean") -> torch.Tensor:
+                                 jaccard: str = "inside_log", reduction: str = "mean",
+                                 offset: int | None = None) -> torch.Tensor:
     """KMCL's kernel contrastive loss from per-class component similarities -> scalar.
 
     log_bc (M, M, K): log Bhattacharyya coefficient between component k of i and of j;
@@ -154,14 +166,17 @@ def kmcl_kernel_contrastive_loss(log_bc: torch.Tensor, targets: torch.Tensor, ta
     label-dependent constant, no gradient; ``"weight"``: J_ij * log(ratio) (ProbMCL's
     weighting). loss_i = -1/|A(i)| sum_{j in A(i)} sum_{k shared} term; empty A(i) -> 0;
     ``mean`` divides the anchor sum by M (the reference's /batch_size).
+    ``offset`` (data parallel): log_bc is (A, M, K), anchors offset .. offset+A-1 of the M samples
+    whose targets (M, K) are all given, against all M; ``mean`` then divides by A.
     """
     y = _at_least_fp32(targets.clamp(min=0))
     m = y.shape[0]
-    eye = torch.eye(m, dtype=torch.bool, device=log_bc.device)
+    eye = torch.eye(m, dtype=torch.bool, device=log_bc.device) if offset is None else _self_pairs(log_bc, offset)
     logits = (torch.exp(_at_least_fp32(log_bc)) / tau).masked_fill(eye[:, :, None], float("-inf"))
     log_ratio = (logits - torch.logsumexp(logits, dim=1, keepdim=True)).masked_fill(eye[:, :, None], 0.0)
-    shared = y[:, None, :] * y[None, :, :] * (~eye)[:, :, None]            # (M, M, K)
-    j = label_overlap(y, "jaccard")
+    rows = slice(None) if offset is None else slice(offset, offset + log_bc.shape[0])
+    shared = y[rows, None, :] * y[None, :, :] * (~eye)[:, :, None]         # (M, M, K)
+    j = label_overlap(y, "jaccard")[rows]
     positive = (shared.sum(2) > 0)
     if jaccard == "inside_log":
         terms = (log_ratio + torch.log(j.clamp(min=1e-12))[:, :, None]) * shared

@@ -29,7 +29,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from methods import register
+from methods import global_batch, register
 from methods.asl import DEFAULTS as ASL_DEFAULTS
 from methods.asl import SPEC as ASL_SPEC
 from methods.base import (BuildContext, HparamError, Hparams, MethodSpec, StageContext,
@@ -80,8 +80,14 @@ def class_mean_features(iterate_train, model: "ImlGcnModel", num_classes: int) -
             counts += pos.sum(0)
             total = feats.sum(0) if total is None else total + feats.sum(0)
             n += feats.shape[0]
+    if sums is None and global_batch.world_size() > 1:  # data parallel: this rank's shard is empty
+        d = model.backbone.num_features
+        sums, total = torch.zeros(num_classes, d), torch.zeros(d)
     if sums is None:
         raise ValueError("IML-GCN: iterate_train yielded no batches; cannot compute image node features")
+    if global_batch.world_size() > 1:  # data parallel: each rank passed over its shard of the split
+        sums, counts, total = (global_batch.all_reduce_sum(t) for t in (sums, counts, total))
+        n = int(global_batch.all_reduce_sum(torch.tensor([float(n)])).item())
     mean_all = total / max(n, 1)
     return torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], mean_all)
 

@@ -44,7 +44,7 @@ from typing import Sequence
 
 import torch
 
-from methods import register
+from methods import global_batch, register
 from methods.asl import DEFAULTS as ASL_DEFAULTS
 from methods.backbones import build_backbone
 from methods.base import BuildContext, HparamError, Hparams, MethodSpec, MultiLabelModel, check_choice, check_range
@@ -99,9 +99,16 @@ class KMCLModel(MultiLabelModel):
         recon = kmcl_reconstruction_loss(mix.z, logits, mix.mu, mix.var, targets,
                                          self.hp["recon_normalised"], reduction="mean")
         official_n = self.hp["bc_scale"] == "official-times-n" and mix.mu.dim() == 3  # anisotropic only
-        log_bc = bhattacharyya_log_coefficient(mix.mu, mix.var, self.hp["n_dims"],
+        mu, var, offset = mix.mu, mix.var, None
+        if global_batch.world_size() > 1:  # data parallel: this rank's anchors against the whole batch
+            mu, var, offset = global_batch.gather(mu), global_batch.gather(var), global_batch.rank() * len(targets)
+            targets = global_batch.gather(targets)
+        log_bc = bhattacharyya_log_coefficient(mu, var, self.hp["n_dims"],
                                                scale=float(self.hp["n_dims"]) if official_n else 1.0)
-        kcl = kmcl_kernel_contrastive_loss(log_bc, targets, self.hp["tau"], self.hp["jaccard"], reduction="mean")
+        if offset is not None:  # the rank's rows of the (B, B, K) kernel (the pairwise kernel runs whole)
+            log_bc = log_bc[offset:offset + len(logits)]
+        kcl = kmcl_kernel_contrastive_loss(log_bc, targets, self.hp["tau"], self.hp["jaccard"], reduction="mean",
+                                           offset=offset)
         return asl + self.hp["lambda_recon"] * recon + self.hp["lambda_kcl"] * kcl
 
 

@@ -9,6 +9,8 @@ from typing import Callable, TypeVar
 
 import torch
 
+from methods.global_batch import world_size
+
 
 _F = TypeVar("_F", bound=Callable)
 _HALF = (torch.float16, torch.bfloat16)
@@ -41,8 +43,12 @@ def _mask(targets: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[to
 
 
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Reduce per-sample (or per-anchor) terms. Under W data-parallel ranks a ``sum`` is W x the
+    rank's sum, so that the ranks' mean (what DDP's averaged gradients follow) is the sum over the
+    global batch (methods/global_batch.py); with one process it is the plain sum."""
     if reduction == "sum":
-        return loss.sum()
+        w = world_size()
+        return loss.sum() if w == 1 else loss.sum() * w
     if reduction == "mean":
         return loss.mean()
     if reduction == "none":

@@ -3,7 +3,8 @@
 Stage "contrastive": two augmented views of each image (2N samples) -> encoder ->
 GAP -> unit-normalised h -> MDN (``methods.mixture.ProbMCLMixtureHead``) -> a
 K = C component isotropic Gaussian mixture in R^n per sample. Loss (paper Eq. 4):
-L = L_NLL + lambda * L_PCL, both SUMMED over the 2N samples as in Eqs. 2-3;
+L = L_NLL + lambda * L_PCL, both SUMMED over the 2N samples as in Eqs. 2-3 (data parallel: each
+rank's anchors against the gathered mixtures of the whole batch, methods/global_batch.py);
 Sim = the mixtures' correlation coefficient (``methods.losses.gmm_correlation``,
 closed form, log space).
 
@@ -45,7 +46,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from methods import register
+from methods import global_batch, register
 from methods.asl import DEFAULTS as ASL_DEFAULTS
 from methods.backbones import build_backbone
 from methods.base import (BuildContext, HparamError, Hparams, MethodSpec, MultiLabelModel, StageContext,
@@ -188,10 +189,17 @@ class ProbMCLModel(MultiLabelModel):
             nll = mixture_label_nll(mix.z, mix.log_pi, mix.mu, mix.var, targets, target, reduction="sum")
         else:
             nll = mixture_nll(self._label_free_z(h, mix.z, target), mix.log_pi, mix.mu, mix.var, reduction="sum")
-        sim = gmm_correlation(mix.log_pi, mix.mu, mix.var, mix.log_pi, mix.mu, mix.var,
-                              self.hp["n_dims"], log_weights=True)
+        if global_batch.world_size() == 1:
+            sim = gmm_correlation(mix.log_pi, mix.mu, mix.var, mix.log_pi, mix.mu, mix.var,
+                                  self.hp["n_dims"], log_weights=True)
+            offset = None
+        else:  # data parallel: this rank's anchors against the mixtures of the whole global batch
+            sim = gmm_correlation(mix.log_pi, mix.mu, mix.var, global_batch.gather(mix.log_pi),
+                                  global_batch.gather(mix.mu), global_batch.gather(mix.var),
+                                  self.hp["n_dims"], log_weights=True)
+            offset, targets = global_batch.rank() * len(targets), global_batch.gather(targets)
         pcl = probabilistic_contrastive_loss(sim, targets, self.hp["alpha"], self.hp["tau"],
-                                             self.hp["overlap"], reduction="sum")
+                                             self.hp["overlap"], reduction="sum", offset=offset)
         self.loss_parts = {"nll": nll.detach(), "lambda_pcl": (self.hp["lambda_pcl"] * pcl).detach()}
         return nll + self.hp["lambda_pcl"] * pcl
 

@@ -1,8 +1,9 @@
 """Data parallelism inside one job (bench/run/distributed.py): 2 CPU processes over gloo.
 
 * The strong check: for a model WITHOUT BatchNorm and the mean-reduced BCE loss,
-  the gradient averaged over 2 ranks (each on its half of the global batch)
-  equals the 1-process gradient of the whole batch.
+  the gradient averaged over 2 ranks by DistributedDataParallel (each on its half of the
+  global batch) equals the 1-process gradient of the whole batch (with BatchNorm and the
+  contrastive losses: tests/test_ddp_global_batch.py).
 * End to end: ``torchrun --nproc_per_node 2 -m bench.cli run`` of a tiny job writes
   ONE record noting world_size 2, close to the 1-process record (not equal:
   smallcnn has BatchNorm, whose batch statistics are per rank, 16 images instead of 32).
@@ -72,22 +73,25 @@ def _batch() -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
+class _MLP(torch.nn.Sequential):
+    def loss(self, views, targets, stage):  # the method interface DDP's LossModule calls
+        return bce_loss(self(views[0]), targets)
+
+
 def _mlp(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 5))
+    return _MLP(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 5))
 
 
 def _grad_worker(rank: int, port: int, out: str) -> None:
     env = {"RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(port)}
     info = distributed.init_from_env("cpu", env)
-    distributed.BUCKET_ELEMENTS = 100  # several buckets for 373 gradient elements
-    model = _mlp(seed=rank)  # different init per rank: broadcast_state must align them
-    distributed.broadcast_state(model)
+    model = _mlp(seed=rank)  # different init per rank: DDP's construction must align them
+    ddp = distributed.data_parallel(model)  # torch's DistributedDataParallel around model.loss
     x, y = _batch()
-    loss = bce_loss(model(distributed.shard(x)), distributed.shard(y))
-    loss.backward()
-    distributed.average_gradients(model.parameters())
+    loss = ddp([distributed.shard(x)], distributed.shard(y), "train")
+    loss.backward()  # DDP's hooks all-reduce the mean of the gradients
     torch.save({"info": info, "grads": [p.grad for p in model.parameters()],
                 "weights": [p.detach() for p in model.parameters()],
                 "mean_loss": distributed.average_scalar(float(loss))}, f"{out}/rank{rank}.pt")
@@ -143,3 +147,48 @@ def test_torchrun_two_processes_write_one_record_close_to_one_process(tmp_path):
     for a, b in zip(one["history"], two["history"]):
         assert abs(a["train_loss"] - b["train_loss"]) < 0.01, (a, b)
     assert abs(one["metrics"]["last"]["test"]["mAP"] - two["metrics"]["last"]["test"]["mAP"]) < 5.0
+
+
+def test_a_rank_that_raises_ends_the_whole_torchrun_step_within_seconds(tmp_path):
+    """Rank 1 fails in its first epoch while rank 0 waits in a collective (DDP's all-reduce):
+    rank 1 exits (distributed.abort_process) and torchrun ends rank 0 at once, instead of rank 0
+    waiting BENCH_DIST_TIMEOUT_MIN (30) minutes for a rank that is gone."""
+    import time
+
+    suite = tiny_suite(tmp_path, epochs=2)
+    launcher = tmp_path / "launch.py"
+    launcher.write_text(
+        "import os, sys\n"
+        "import bench.run.runner as runner\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    def fail(*args, **kwargs):\n"
+        "        raise RuntimeError('injected failure on rank 1')\n"
+        "    runner.train_epoch = fail\n"
+        "if __name__ == '__main__':  # the input-cache child re-imports this file\n"
+        "    from bench.cli import main\n"
+        "    sys.exit(main(sys.argv[1:]))\n")
+    env = {**os.environ, "BENCH_THREADS": "1", "HF_HUB_OFFLINE": "1", "BENCH_DIST_TIMEOUT_MIN": "30",
+           "PYTHONPATH": str(REPO), "BENCH_CACHE_DIR": str(REPO / ".cache" / "data")}
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(launcher), "run", "--suite", str(suite), "--results", str(tmp_path / "r"),
+                          "--no-report"], cwd=REPO, env=env, capture_output=True, text=True, timeout=150)
+    elapsed = time.monotonic() - t0
+    assert out.returncode != 0
+    assert "injected failure on rank 1" in out.stderr and "rank 1/2: job" in out.stderr, out.stderr[-2000:]
+    assert elapsed < 90, elapsed  # start-up and cache included; the collective's timeout is 30 min
+    assert not list((tmp_path / "r").glob("*/*/DONE"))
+
+
+def test_micro_batches_not_divisible_by_world_size_are_refused_before_any_job(tmp_path, monkeypatch):
+    """Each rank takes B / accumulate / W images of every micro-batch (the 1-process micro-batches)."""
+    from bench.run.devices import with_world_size
+
+    jobs = expand_jobs(load_suite(str(tiny_suite(tmp_path))))  # batch_size 32
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert [j.world_size for j in with_world_size(jobs, "local", {})] == [4]
+    jobs = [replace(j, budget={**j.budget, "accumulate": 16}) for j in jobs]  # micro-batches of 2
+    with pytest.raises(BenchError, match=r"batch_size=32 with budget.accumulate=16 gives micro-batches of 2 "
+                                         r"images, not divisible by the 4 data-parallel processes; .* multiple of 64"):
+        with_world_size(jobs, "local", {})

@@ -87,6 +87,12 @@ def with_world_size(jobs: list[Any], executor: str, cluster: Mapping[str, Any]) 
     if not jobs:
         return jobs
     w = world_size(executor, cluster, jobs[0].resources)
+    for job in jobs if w > 1 else ():  # every rank takes B / accumulate / W images of each micro-batch
+        bs, k = int(job.budget["batch_size"]), int(job.budget.get("accumulate", 1))
+        if (bs // k) % w:
+            raise BenchError(f"budget.batch_size={bs} with budget.accumulate={k} gives micro-batches of {bs // k} "
+                             f"images, not divisible by the {w} data-parallel processes; choose a batch_size "
+                             f"that is a multiple of {k * w}")
     return jobs if w == 1 else [replace(j, world_size=w) for j in jobs]
 
 

@@ -8,43 +8,40 @@ submitit's JobEnvironment reports). SLURM_STEP_NUM_TASKS, not SLURM_NTASKS,
 decides: a batch script of an ``--ntasks=4`` allocation has SLURM_NTASKS=4 but is
 ONE process. With one process every function here is a no-op.
 
-Same result semantics as one process:
+Same experiment as one process (docs/slurm.md says what is and is not bit-identical):
 
 * The budget's ``batch_size`` stays the GLOBAL batch. Every rank draws the same
   batch order and the same augmentations (same seeds, same generator), then
-  keeps its contiguous slice (:func:`shard`), so the images seen are exactly
-  those of a 1-process run. Augmenting the whole batch on every rank costs
-  (W - 1)/W of redundant CPU work; it is the price of identical inputs, since
-  ``bench.train.augment`` draws per-batch random numbers from one generator.
-* :func:`average_gradients` all-reduces the mean of the gradients after
-  ``backward()`` and before clipping, which is what DistributedDataParallel
-  computes. DDP itself is not used: it hooks ``forward()``, but methods compute
-  their loss through ``model.loss(views, targets, stage)``, which may call the
-  backbone several times (views) or not through ``forward`` at all, so DDP's
-  reducer would not see the whole graph (unused-parameter errors or missed
-  gradients). Plain all-reduce after backward has no such assumption.
-* Exact equivalence holds for per-sample losses reduced by the MEAN over the
-  batch (mean of W local means of B/W samples = mean over B). It does NOT hold
-  for: batch-level losses -- the contrastive terms of ProbMCL and KMCL compare
-  each sample only with the samples of its own shard (B/W of them, not B);
-  sum-reduced losses (gradients are 1/W of the 1-process ones, as with DDP);
-  BatchNorm, whose batch statistics are per rank (B/W samples) and whose
-  running statistics used for evaluation are rank 0's.
-* Only rank 0 evaluates val/test, writes checkpoints, error.txt and the record;
-  the other ranks wait at barriers. All ranks resume from the same checkpoint.
-  A failure on any rank ends every rank's process (the process group cannot
-  recover from a half-finished collective); rank 0 records the error.
+  keeps its contiguous slice of every micro-batch (:func:`shard`), so the images
+  seen are exactly those of a 1-process run. Augmenting the whole batch on every
+  rank costs (W - 1)/W of redundant augmentation work; it is the price of
+  identical inputs, since ``bench.train.augment`` draws from one generator.
+* :func:`data_parallel`: torch's DistributedDataParallel around :class:`LossModule`,
+  whose ``forward`` is the method's ``model.loss(views, targets, stage)``, so DDP's
+  hooks see the whole graph of the loss and all-reduce the gradients' mean while
+  backward() runs (:func:`accumulating`: ``no_sync`` on all but the last micro-batch).
+* The losses see the global batch: the contrastive terms of ProbMCL and KMCL
+  gather the embeddings of all ranks with gradient and sum reductions are W x the
+  rank's sum (``methods.global_batch``); BatchNorm is synchronised
+  (``budget.sync_batchnorm``, ``bench.run.syncbn``).
+* Full-data passes are sharded (:func:`shard_split`, whole evaluation batches);
+  rank 0 gathers the scores (:func:`gather_rows`), computes the metrics, selects,
+  writes checkpoints, error.txt and the record; the other ranks wait at barriers.
+  All ranks resume from the same checkpoint. A failure on any rank ends every
+  rank's process (the process group cannot recover from a half-finished
+  collective); rank 0 records the error when it is the one that failed.
 """
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import os
 import re
 import sys
 import traceback
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, TypeVar
+from typing import Any, Mapping, TypeVar
 
 import numpy as np
 import torch
@@ -55,8 +52,6 @@ from bench.errors import BenchError
 TIMEOUT_MIN = float(os.environ.get("BENCH_DIST_TIMEOUT_MIN", 30))
 #: MASTER_PORT under Slurm: BASE + job id modulo SPAN (array tasks on one node get different ports).
 SLURM_PORT_BASE, SLURM_PORT_SPAN = 20000, 20000
-#: Gradients are all-reduced in flat buckets of at most this many elements.
-BUCKET_ELEMENTS = 1 << 23
 
 T = TypeVar("T", np.ndarray, torch.Tensor)
 
@@ -180,33 +175,83 @@ def shard_batch(views: list[torch.Tensor], targets: torch.Tensor,
     return [shard(v).to(device) for v in views], shard(targets).to(device)
 
 
-def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
-    """Replace every gradient by its mean over the ranks (DDP's averaging), in place.
+class LossModule(torch.nn.Module):
+    """``forward(views, targets, stage)`` = ``model.loss(...)``: the module DistributedDataParallel
+    wraps, so its hooks see the whole graph of the method's loss (views, heads, several backbone
+    calls) however the method computes it."""
 
-    Parameters without a gradient are skipped; every rank runs the same method
-    and stage, so the set of parameters with gradients is the same on all ranks.
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, views: list[torch.Tensor], targets: torch.Tensor, stage: str) -> torch.Tensor:
+        return self.model.loss(views, targets, stage)
+
+
+def data_parallel(model: torch.nn.Module) -> torch.nn.parallel.DistributedDataParallel | None:
+    """torch's DistributedDataParallel around :class:`LossModule` (``model``), None with one process.
+
+    Built once per stage, after ``prepare_stage``: DDP reduces the parameters that require a
+    gradient when it is built (ProbMCL and IML-GCN freeze and unfreeze parts between stages).
+    ``find_unused_parameters``: a stage may leave trainable parameters out of its loss;
+    ``static_graph`` would skip that search but fails under ``no_sync`` (micro-batches).
+    Its construction broadcasts rank 0's parameters and buffers; its hooks all-reduce the mean
+    of the gradients in buckets while backward() runs.
     """
-    w = _current.world_size
+    if _current.world_size == 1:
+        return None
+    ids = [torch.device(_current.device).index] if _current.backend == "nccl" else None
+    return torch.nn.parallel.DistributedDataParallel(LossModule(model), device_ids=ids,
+                                                     find_unused_parameters=True)
+
+
+def accumulating(ddp: torch.nn.parallel.DistributedDataParallel | None, last: bool) -> Any:
+    """The context of one micro-batch's forward and backward: DDP's ``no_sync`` on all but the
+    step's last micro-batch (gradients accumulate locally, one all-reduce per step)."""
+    return ddp.no_sync() if ddp is not None and not last else contextlib.nullcontext()
+
+
+class _Rows:
+    """Rows ``a`` .. ``b``-1 of an image array (a memmap or ``LazyImages``), read only when indexed."""
+
+    def __init__(self, base: Any, a: int, b: int) -> None:
+        self.base, self.a, self.b = base, a, b
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.b - self.a, *self.base.shape[1:])
+
+    def __len__(self) -> int:
+        return self.b - self.a
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        rows = np.arange(self.b - self.a)[idx] if isinstance(idx, slice) else np.asarray(idx)
+        return self.base[rows + self.a]
+
+
+def shard_split(split: Any, batch_size: int) -> Any:
+    """This rank's part of an evaluation pass over ``split``: a contiguous run of WHOLE batches of
+    ``batch_size`` (the batches one process makes, so every image's score is computed in the same
+    batch as with one process), ranks in order; ``split`` itself with one process."""
+    w, r = _current.world_size, _current.rank
     if w == 1:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    bucket: list[torch.Tensor] = []
-    size = 0
-    for g in grads + [None]:  # None flushes the last bucket
-        if g is not None and (not bucket or (size + g.numel() <= BUCKET_ELEMENTS
-                                             and g.dtype == bucket[0].dtype)):
-            bucket.append(g)
-            size += g.numel()
-            continue
-        if bucket:
-            flat = torch.cat([b.reshape(-1) for b in bucket])
-            torch.distributed.all_reduce(flat)
-            flat /= w
-            offset = 0
-            for b in bucket:
-                b.copy_(flat[offset:offset + b.numel()].view_as(b))
-                offset += b.numel()
-        bucket, size = ([g], g.numel()) if g is not None else ([], 0)
+        return split
+    from bench.data.base import Split
+
+    n = len(split)
+    per = -(-(-(-n // batch_size)) // w) * batch_size  # images per rank: ceil(batches / W) batches
+    a, b = min(n, r * per), min(n, (r + 1) * per)
+    return Split(_Rows(split.images, a, b), split.targets[a:b], tuple(split.ids[a:b]))
+
+
+def gather_rows(local: np.ndarray) -> np.ndarray | None:
+    """Rank 0: every rank's rows (e.g. the scores of its :func:`shard_split`) concatenated in rank
+    order, i.e. in the split's order; None on the other ranks; ``local`` with one process."""
+    if _current.world_size == 1:
+        return local
+    parts: list[Any] | None = [None] * _current.world_size if _current.is_main else None
+    torch.distributed.gather_object(local, parts, dst=0)
+    return np.concatenate(parts) if parts is not None else None
 
 
 def average_scalar(value: float) -> float:
@@ -218,9 +263,9 @@ def average_scalar(value: float) -> float:
     return float(t.item()) / _current.world_size
 
 
-def broadcast_state(module: torch.nn.Module) -> None:
+def broadcast_state(module: torch.nn.Module | None) -> None:
     """Copy rank 0's parameters and buffers to every rank (as DDP does at construction)."""
-    if _current.world_size == 1:
+    if _current.world_size == 1 or module is None:
         return
     with torch.no_grad():
         for tensor in list(module.parameters()) + list(module.buffers()):

@@ -24,7 +24,7 @@ import torch
 
 import methods
 from bench import data as datasets
-from bench.run import distributed
+from bench.run import distributed, syncbn
 from bench.train.augment import model_in_chans
 from bench.evaluate.convergence import chance_map, convergence
 from bench.run.epochlog import write_epoch_log
@@ -177,10 +177,10 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
     prior_s = run.train_s  # time spent before a resume (training only; earlier overheads are not kept)
     for si, stage in enumerate(run.model.stages):
         _train_stage(run, si, stage, state)
-    if not distributed.is_main():  # DDP: ranks > 0 only train
-        return {}, {}
     e0 = time.perf_counter()
     metrics, predictions, trick = final_evaluation(run.model, job, run.data, run.best, run.feed)
+    if not distributed.is_main():  # DDP: ranks > 0 scored their shards; rank 0 records
+        return {}, {}
     timing = {"wall_s": round(time.perf_counter() - t0 + prior_s, 2), "eval_s": round(time.perf_counter() - e0, 2),
               "resumed": state is not None}
     record = _record(run, hp, metrics, trick, pretraining, timing, device, threads, started)
@@ -211,6 +211,8 @@ def _build(job: JobSpec, jd: JobDir, device: str, rt: Runtime, progress: bool) -
                        backbone_options=backbone_options,
                        resolution=int(job.budget["resolution"]), in_chans=in_chans, device=device)
     model = spec.build(ctx, hp).to(device)
+    if rt.sync_batchnorm:  # DDP: global-batch BatchNorm statistics (a no-op with one process)
+        model = syncbn.convert(model)
     if rt.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return Job(job, jd, data, model, feed, rt, stage_epochs(model, job), progress), hp, pretraining
@@ -243,7 +245,7 @@ def _train_stage(run: Job, si: int, stage: str, state: dict[str, Any] | None) ->
     recipe = stage_recipe(job, stage)
     model.prepare_stage(stage, StageContext(
         stage=stage, stage_index=si, epochs=n_epochs, device=run.feed.device,
-        iterate_train=lambda: run.feed.plain(data.train, ebs),
+        iterate_train=lambda: run.feed.plain(distributed.shard_split(data.train, ebs), ebs),  # DDP: a shard
         train_targets=data.train.targets, resuming=done > 0))
     params = [p for p in model.trainable_parameters(stage) if p.requires_grad]
     opt = build_optimizer(optimizer_groups(model, stage, params, job.protocol, recipe["optimizer"]),
@@ -258,7 +260,8 @@ def _train_stage(run: Job, si: int, stage: str, state: dict[str, Any] | None) ->
         scaler.load_state_dict(state.get("scaler") or {})
         load_ema_state(ema, state.get("ema"))
     step = Step(opt, sched, scaler, ema, params, job.optimizer.get("grad_clip"), run.rt,
-                sum(h.get("nonfinite_steps", 0) for h in run.history))
+                sum(h.get("nonfinite_steps", 0) for h in run.history),
+                distributed.data_parallel(model))  # DDP: None with one process
     for epoch in range(done, n_epochs):
         e0 = time.perf_counter()
         seed = derived_seed(job.seed, si, epoch)
@@ -281,9 +284,12 @@ def _train_stage(run: Job, si: int, stage: str, state: dict[str, Any] | None) ->
 def _end_epoch(run: Job, si: int, stage: str, epoch: int, n_epochs: int, entry: dict[str, Any],
                opt: Any, sched: Any, scaler: Any, ema: Any) -> None:
     """Validate (selection stage), check collapse (after the checked stage), checkpoint, log.
-    Under DDP rank 0 validates and writes; every rank meets at the barrier."""
+    Under DDP every rank scores its shard of validation with rank 0's BatchNorm statistics, rank 0
+    selects and writes; every rank meets at the barrier."""
     job, model, main = run.spec, run.model, distributed.is_main()
-    if stage == model.selection_stage() and main:
+    if stage == model.selection_stage():
+        for net in (model, getattr(ema, "module", None)):
+            distributed.broadcast_state(net)  # DDP: no-op with one process
         run.best = validate(model, ema, run.data, job, run.feed, epoch, entry, run.best)
     run.history.append(entry)
     if epoch == n_epochs and stage == getattr(model, "checked_stage", None):

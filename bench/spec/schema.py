@@ -200,6 +200,8 @@ _RUNTIME_DOCS = {
     "ema": ("null or a decay strictly between 0 and 1 (e.g. 0.9997)", "EMA of the weights (ASL, KMCL: 0.9997)"),
     "accumulate": ("an integer >= 1 dividing batch_size", "micro-batches per optimiser step; batch_size stays the step's batch"),
     "max_nonfinite_steps": ("an integer >= 0", "skipped inf/NaN steps a job may have before it fails"),
+    "sync_batchnorm": ("true or false", "with W > 1 data-parallel processes: BatchNorm normalises by the "
+                       "global batch's statistics (SyncBatchNorm), as on one GPU; no effect with one process"),
     "workers": ("an integer >= 0", "DataLoader worker processes (0: in the training process); not in the job id"),
     "channels_last": ("true or false", "NHWC model and inputs; not in the job id"),
     "cudnn_benchmark": ("true or false", "let cuDNN pick the fastest kernels (CUDA only); not in the job id"),

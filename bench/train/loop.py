@@ -1,9 +1,10 @@
 """One training epoch: the only place a gradient step happens.
 
 Per step: the epoch's next uint8 batch arrives on the device (``Feed.raw``), is augmented there
-(``Feed.views``), split into ``accumulate`` micro-batches whose losses (fp32, see
-``methods.losses.fp32_loss``) are back-propagated under autocast, the gradients averaged over
-DDP ranks, unscaled (fp16), clipped, checked, and the optimiser, the schedule and the EMA step.
+(``Feed.views``), split into ``accumulate`` micro-batches (each sharded over the DDP ranks) whose
+losses (fp32, see ``methods.losses.fp32_loss``) are back-propagated under autocast, the gradients
+averaged over DDP ranks by DistributedDataParallel, unscaled (fp16), clipped, checked, and the
+optimiser, the schedule and the EMA step.
 
 Non-finite steps: a step whose gradients are inf/NaN (a non-finite loss included) is skipped --
 no optimiser or EMA update -- and COUNTED; under fp16 these are the steps the GradScaler skips
@@ -42,6 +43,7 @@ class Step:
     clip: float | None
     runtime: Runtime
     nonfinite_before: int = 0  # non-finite steps of this job's earlier epochs (resume included)
+    ddp: Any = None  # W > 1: DistributedDataParallel computing model.loss (bench.run.distributed)
 
 
 @dataclass
@@ -78,19 +80,19 @@ def train_epoch(model: torch.nn.Module, stage: str, split: Split, batches: Seque
     source = feed.raw(split, batches)
     for images, targets in (progress(source) if progress else source):
         views = feed.views(images, n_views, aug, generator)
-        views, targets = distributed.shard_batch(views, targets, feed.device)  # DDP: this rank's slice
         step.opt.zero_grad(set_to_none=True)
-        for mv, mt in _micro(views, targets, rt.accumulate):
-            with autocast(feed.device, rt.precision):
-                loss = model.loss(mv, mt, stage)
-            scaled = loss if rt.accumulate == 1 else loss / rt.accumulate
-            scaler.scale(scaled).backward()
+        for i, (mv, mt) in enumerate(_micro(views, targets, rt.accumulate)):
+            mv, mt = distributed.shard_batch(mv, mt, feed.device)  # DDP: this rank's slice of the micro-batch
+            with distributed.accumulating(step.ddp, last=i == rt.accumulate - 1):  # DDP: one all-reduce a step
+                with autocast(feed.device, rt.precision):
+                    loss = (model.loss if step.ddp is None else step.ddp)(mv, mt, stage)
+                scaled = loss if rt.accumulate == 1 else loss / rt.accumulate
+                scaler.scale(scaled).backward()
             total += torch.nan_to_num(scaled.detach().double(), nan=0.0, posinf=0.0, neginf=0.0)
             for name, value in (getattr(model, "loss_parts", None) or {}).items():
                 v = value.detach().double() / rt.accumulate
                 parts[name] = parts[name] + v if name in parts else v
             model.loss_parts = None  # a model sets its parts per step (ProbMCL's NLL and lambda x PCL)
-        distributed.average_gradients(step.params)  # DDP: mean over ranks, before clipping
         scaler.unscale_(step.opt)
         finite = torch.isfinite(_grad_norm(step.params, step.clip))
         if scaler.is_enabled():  # fp16: the scaler skips the step itself when it found inf/NaN
@@ -119,5 +121,5 @@ def train_epoch(model: torch.nn.Module, stage: str, split: Split, batches: Seque
         raise NonFiniteError(f"non-finite weights or buffers after an epoch of stage {stage} ({skipped} "
                              "non-finite steps skipped); lower the lr or set optimizer.grad_clip")
     n = len(batches)
-    mean_parts = {f"loss_{k}": round(float(v) / n, 6) for k, v in parts.items()}
+    mean_parts = {f"loss_{k}": round(distributed.average_scalar(float(v)) / n, 6) for k, v in parts.items()}
     return EpochResult(round(distributed.average_scalar(float(total)) / n, 6), mean_parts, skipped)

@@ -3,7 +3,7 @@
 Two kinds:
 
 * **what a job computes** (in the job id): ``precision``, ``ema``, ``accumulate``,
-  ``max_nonfinite_steps`` -- each left out of the id at its neutral value, so records made
+  ``max_nonfinite_steps``, ``sync_batchnorm`` (only acts with W > 1 processes) -- each left out of the id at its neutral value, so records made
   before the key existed keep their ids (``bench.spec.jobs.NEUTRAL_DEFAULTS``);
 * **how fast** (recorded, not in the job id, like the thread count): ``workers``,
   ``channels_last``, ``cudnn_benchmark``, ``compile``, ``image_cache``. They change only the
@@ -26,13 +26,14 @@ RUNTIME_DEFAULTS: dict[str, Any] = {
     "ema": None,                # null, or the EMA decay in (0, 1), e.g. 0.9997 (ASL, KMCL)
     "accumulate": 1,            # micro-batches per optimiser step: batch_size stays the step's batch
     "max_nonfinite_steps": 25,  # skipped inf/NaN steps a job may have before it fails
+    "sync_batchnorm": True,     # W > 1 processes: BatchNorm statistics of the global batch (SyncBatchNorm)
     "workers": 0,               # DataLoader worker processes (0: in the training process)
     "channels_last": False,     # NHWC model and inputs (faster convolutions on tensor cores)
     "cudnn_benchmark": True,    # let cuDNN pick the fastest kernels (CUDA only)
     "compile": False,           # torch.compile the backbone (nn.Module.compile: same state_dict keys)
     "image_cache": True,        # file datasets: decode once into a memmap cache (false: in the workers)
 }
-SEMANTIC_KEYS = ("precision", "ema", "accumulate", "max_nonfinite_steps")
+SEMANTIC_KEYS = ("precision", "ema", "accumulate", "max_nonfinite_steps", "sync_batchnorm")
 PERFORMANCE_KEYS = ("workers", "channels_last", "cudnn_benchmark", "compile", "image_cache")
 
 
@@ -42,6 +43,7 @@ class Runtime:
     ema: float | None = RUNTIME_DEFAULTS["ema"]
     accumulate: int = RUNTIME_DEFAULTS["accumulate"]
     max_nonfinite_steps: int = RUNTIME_DEFAULTS["max_nonfinite_steps"]
+    sync_batchnorm: bool = RUNTIME_DEFAULTS["sync_batchnorm"]
     workers: int = RUNTIME_DEFAULTS["workers"]
     channels_last: bool = RUNTIME_DEFAULTS["channels_last"]
     cudnn_benchmark: bool = RUNTIME_DEFAULTS["cudnn_benchmark"]
@@ -69,7 +71,7 @@ def runtime_problem(budget: Mapping[str, Any]) -> tuple[str, Any, str] | None:
     for key, low in (("accumulate", 1), ("max_nonfinite_steps", 0), ("workers", 0)):
         if not is_int(b[key]) or b[key] < low:
             return key, b[key], f"an integer >= {low}"
-    for key in ("channels_last", "cudnn_benchmark", "compile", "image_cache"):
+    for key in ("sync_batchnorm", "channels_last", "cudnn_benchmark", "compile", "image_cache"):
         if not isinstance(b[key], bool):
             return key, b[key], "true or false"
     if b["batch_size"] % b["accumulate"]:
