@@ -14,11 +14,14 @@ image), so outputs are equal in distribution, not image for image.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
+
+from bench.train.transfer import upload
 
 NUM_OPS, MAGNITUDE, NUM_BINS = 2, 9, 31
 
@@ -105,23 +108,45 @@ def _group_keys(ops: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
     return ops * 2 + (negative & signed[ops]).long()
 
 
-def apply_round(images: torch.Tensor, ops: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
-    """Apply op ``ops[i]`` with sign ``negative[i]`` to image i of a uint8 batch (B, C, H, W).
+@dataclass(frozen=True)
+class Round:
+    """One RandAugment round of a batch, planned on the host: the (op, sign) group of every
+    image, the order that sorts the batch into contiguous groups, and each group's (key, count)."""
 
-    ``ops``/``negative``: (B,) CPU tensors. One gather, one v2.functional call per
-    (op, sign) group on a contiguous slice, one scatter back to the original order."""
-    h, w = images.shape[-2:]
+    ops: torch.Tensor
+    negative: torch.Tensor
+    order: torch.Tensor
+    groups: tuple[tuple[int, int], ...]
+
+
+def plan_round(ops: torch.Tensor, negative: torch.Tensor) -> Round:
+    """The host plan of one round from its (B,) op indices and signs (CPU tensors)."""
     keys = _group_keys(ops, negative)
     order = torch.argsort(keys, stable=True)
     groups, counts = torch.unique_consecutive(keys[order], return_counts=True)
-    if len(groups) == 1:
-        key = int(groups[0])
+    return Round(ops, negative, order, tuple(zip(groups.tolist(), counts.tolist())))
+
+
+def draw_rounds(batch: int, generator: torch.Generator, num_ops: int = NUM_OPS) -> list[Round]:
+    """The draws of :func:`rand_augment` (``draw_ops``) planned round by round, on the host."""
+    ops, negative = draw_ops(batch, generator, num_ops)
+    return [plan_round(ops[:, k], negative[:, k]) for k in range(num_ops)] if batch else []
+
+
+def round_orders(rounds: list[Round]) -> list[torch.Tensor]:
+    """The host sort orders the rounds need on the device (a one-group round needs none)."""
+    return [r.order for r in rounds if len(r.groups) > 1]
+
+
+def _apply_planned(images: torch.Tensor, plan: Round, order_dev: torch.Tensor | None) -> torch.Tensor:
+    h, w = images.shape[-2:]
+    if len(plan.groups) == 1:
+        key = plan.groups[0][0]
         op = OPS[key // 2]
         return apply_op(images, op, op_magnitude(op, bool(key % 2), h, w))
-    order_dev = order.to(images.device)
     sorted_images = images.index_select(0, order_dev)
     pieces, start = [], 0
-    for key, count in zip(groups.tolist(), counts.tolist()):
+    for key, count in plan.groups:
         op = OPS[key // 2]
         part = sorted_images[start:start + count]
         pieces.append(apply_op(part, op, op_magnitude(op, bool(key % 2), h, w)))
@@ -129,13 +154,28 @@ def apply_round(images: torch.Tensor, ops: torch.Tensor, negative: torch.Tensor)
     return torch.empty_like(images).index_copy_(0, order_dev, torch.cat(pieces))
 
 
+def apply_rounds(images: torch.Tensor, rounds: list[Round], orders_dev: list[torch.Tensor]) -> torch.Tensor:
+    """Apply the planned ``rounds`` in order; ``orders_dev``: their ``round_orders`` on the
+    images' device (already uploaded: ``bench.train.augment.upload``)."""
+    sent = iter(orders_dev)
+    for plan in rounds:
+        images = _apply_planned(images, plan, next(sent) if len(plan.groups) > 1 else None)
+    return images
+
+
+def apply_round(images: torch.Tensor, ops: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+    """Apply op ``ops[i]`` with sign ``negative[i]`` to image i of a uint8 batch (B, C, H, W).
+
+    ``ops``/``negative``: (B,) CPU tensors. One gather, one v2.functional call per
+    (op, sign) group on a contiguous slice, one scatter back to the original order."""
+    plan = plan_round(ops, negative)
+    return _apply_planned(images, plan, plan.order.to(images.device) if len(plan.groups) > 1 else None)
+
+
 def rand_augment(images: torch.Tensor, generator: torch.Generator, num_ops: int = NUM_OPS) -> torch.Tensor:
-    """Batched RandAugment: uint8 (B, C, H, W), C in {1, 3}, any device -> uint8 (B, C, H, W)."""
+    """Batched RandAugment: uint8 (B, C, H, W), C in {1, 3}, any device -> uint8 (B, C, H, W).
+    The rounds' sort orders reach the device in one non-blocking copy."""
     if images.dtype != torch.uint8:
         raise TypeError(f"rand_augment wants uint8 images, got {images.dtype}")
-    ops, negative = draw_ops(images.shape[0], generator, num_ops)
-    if images.shape[0] == 0:
-        return images
-    for k in range(num_ops):
-        images = apply_round(images, ops[:, k], negative[:, k])
-    return images
+    rounds = draw_rounds(images.shape[0], generator, num_ops)
+    return apply_rounds(images, rounds, upload(images.device, *round_orders(rounds)))
