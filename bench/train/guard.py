@@ -46,8 +46,9 @@ def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
 @torch.no_grad()
 def masked_update(finite: torch.Tensor, written: Callable[[], list[torch.Tensor]],
                   update: Callable[[], None]) -> None:
-    """Run ``update()`` (in place on the tensors ``written()`` lists, before and after it) and
-    keep its effect only where the 0-dim bool ``finite`` is True; nothing is read to the host."""
+    """Run ``update()`` (in place on the tensors ``written()`` lists, before and after it: the
+    same tensor objects, e.g. parameters and buffers, not a fresh ``state_dict()``) and keep its
+    effect only where the 0-dim bool ``finite`` is True; nothing is read to the host."""
     before = {id(t): t for t in written()}
     snapshots = {key: (group, _flat(group)) for key, group in _groups(before.values()).items()}
     update()

@@ -117,7 +117,7 @@ def train_epoch(model: torch.nn.Module, stage: str, split: Split, batches: Seque
         else:  # decided on the device: no host read (bench.train.guard)
             masked_update(finite, lambda: optimizer_tensors(step.opt), step.opt.step)
             if step.ema is not None:
-                masked_update(finite, lambda: list(step.ema.module.state_dict().values()),
+                masked_update(finite, lambda: [*step.ema.module.parameters(), *step.ema.module.buffers()],
                               lambda: step.ema.update(model))
             skipped_on_device += ~finite
             stepped = True
