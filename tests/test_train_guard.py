@@ -100,3 +100,24 @@ def test_masked_update_keeps_a_finite_update_bit_for_bit():
     assert torch.equal(a, b)
     masked_update(torch.tensor(False), lambda: [a], lambda: a.mul_(float("nan")))
     assert torch.equal(a, b)
+
+
+def test_persistent_workers_serve_every_pass_of_a_split_with_the_same_numbers():
+    """workers > 0: one loader per split for the Feed's life (no pool forked per epoch or per
+    evaluation pass), each pass's batches in its order, equal to the in-process path."""
+    split = _split()
+    passes = [[np.arange(0, 8), np.arange(8, 16)], [np.arange(4, 12)], [np.arange(2, 10), np.arange(0, 8)]]
+    feed, plain = Feed("cpu", workers=1), Feed("cpu", workers=0)
+    pids = []
+    for batches in passes:
+        got, want = list(feed.raw(split, batches)), list(plain.raw(split, batches))
+        assert len(got) == len(want)
+        for (x, t), (y, u) in zip(got, want):
+            assert torch.equal(x, y) and torch.equal(t, u)
+        (_, _, loader), = feed._loaders.values()
+        pids.append([w.pid for w in loader._iterator._workers])
+    assert pids[0] == pids[1] == pids[2]
+    half = feed.raw(split, passes[0])
+    next(half)  # a pass left unfinished (ProbMCL's representation check stops early)
+    for (x, _), (y, _) in zip(feed.raw(split, passes[2]), plain.raw(split, passes[2]), strict=True):
+        assert torch.equal(x, y)
