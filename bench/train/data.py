@@ -102,7 +102,7 @@ class Feed:
     precision: str = "fp32"
     prefetch: int = 4  # batches each worker keeps ready
     #: id(split) -> (split, sampler, loader): one persistent loader per split (workers > 0)
-    _loaders: dict = field(default_factory=dict, compare=False, repr=False)
+    _loaders: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def on_cuda(self) -> bool:
