@@ -39,6 +39,12 @@ and on CUDA ``torch.cuda.synchronize()`` precedes every time stamp):
 
     .venv/bin/python benchmarks/bench_gpu_step.py --tiny --device cpu --threads 1
 
+Host syncs (``bench.train.syncs``): every data and step row also counts, in separate untimed
+passes (the counter intercepts every op), the syncs of one step -- the places the host waits
+for the device (``.item()``/``bool()``, value-sized outputs such as ``nonzero``, blocking copies)
+-- as ``syncs_per_step`` beside images/s, with their kinds in ``syncs``. On the CPU it is the
+proxy count the tests pin.
+
 Output: a markdown table (device, torch version, one line per row) on stdout, and the same rows
 in the JSON file with ``device``, ``torch``, ``when``. Every row has ``images_per_s`` > 0 or
 ``skipped`` = the reason. Exit status 1 when a row failed unexpectedly (its ``skipped`` starts
@@ -74,6 +80,7 @@ from bench.train.loop import NonFiniteError, Step, train_epoch  # noqa: E402
 from bench.train.optim import build_optimizer, build_schedule, optimizer_groups  # noqa: E402
 from bench.train.precision import grad_scaler, unsupported  # noqa: E402
 from bench.train.settings import Runtime  # noqa: E402
+from bench.train.syncs import HostSyncs, per_step  # noqa: E402
 from methods.base import BuildContext  # noqa: E402
 
 NUM_CLASSES = 80
@@ -188,7 +195,11 @@ def data_row(split: Split, aug: str, workers: int, args: argparse.Namespace) -> 
     for images, _targets in stamped(feed.raw(split, batches), _sync_fn(args.device), stamps):
         views = feed.views(images, 1, aug, gen)
         sink += views[0][:, :, 0, 0].sum()  # a use of the output (nothing is read to the host)
-    return {**rate(args.batch, step_seconds(stamps, warmup)), "warmup_steps": warmup}
+    images = next(iter(feed.raw(split, batches[:1])))[0]
+    with HostSyncs(args.device).on_device(images) as counter:  # one batch's augmentation, untimed
+        feed.views(images, 1, aug, gen)
+    return {**rate(args.batch, step_seconds(stamps, warmup)), "warmup_steps": warmup,
+            "syncs_per_step": counter.syncs, "syncs": counter.summary()}
 
 
 def step_row(split: Split, backbone: str, precision: str, channels_last: bool,
@@ -214,7 +225,7 @@ def step_row(split: Split, backbone: str, precision: str, channels_last: bool,
     params = [p for p in model.trainable_parameters(stage) if p.requires_grad]
     opt = build_optimizer(optimizer_groups(model, stage, params, "paper-recipe", OPTIMIZER), OPTIMIZER)
     n_batches = args.warmup + args.steps
-    sched = build_schedule(opt, OPTIMIZER, 1, n_batches)
+    sched = build_schedule(opt, OPTIMIZER, 1, n_batches + 4)  # + the 4 untimed steps of the sync count
     step = Step(opt, sched, grad_scaler(device, precision), None, params, None, rt)
     batches = cycled_batches(len(split), args.batch, n_batches, seed=2)
     gen = torch.Generator().manual_seed(0)
@@ -234,6 +245,10 @@ def step_row(split: Split, backbone: str, precision: str, channels_last: bool,
                 out["note"] = f"non-finite weights after the steps ({str(err)[:60]}...)"
         out.update(rate(args.batch, step_seconds(stamps, args.warmup)))
         out["warmup_steps"] = args.warmup
+        counted, _ = per_step(lambda n: train_epoch(  # untimed: one step's host syncs
+            model, stage, split, batches[:n], feed=feed, step=step, aug=args.step_aug,
+            n_views=model.views(stage), generator=gen), device, [model])
+        out.update(syncs_per_step=counted.syncs, syncs=counted.summary())
     finally:
         del model, opt, sched, step
         free(device)
@@ -325,15 +340,17 @@ def table(rows: list[dict[str, Any]], header: dict[str, Any]) -> str:
              f"{header['args']['steps']} timed steps, median; "
              f"step aug {header['args']['step_aug']}, step workers {header['args']['step_workers']}",
              "",
-             "| kind | config | images/s | ratio | ratio vs | ms/step | peak GiB | note |",
-             "|---|---|---:|---:|---|---:|---:|---|"]
+             "| kind | config | images/s | syncs/step | ratio | ratio vs | ms/step | peak GiB | note |",
+             "|---|---|---:|---:|---:|---|---:|---:|---|"]
     for r in rows:
         ips = f"{r['images_per_s']:.1f}" if r.get("images_per_s") else "-"
         ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "-"
         ms = f"{r['median_step_ms']:.2f}" if r.get("median_step_ms") is not None else "-"
         peak = f"{r['peak_gib']:.2f}" if r.get("peak_gib") is not None else "-"
         note = f"skipped: {r['skipped']}" if r.get("skipped") else r.get("note", "")
-        lines.append(f"| {r['kind']} | {r['config']} | {ips} | {ratio} | {r.get('ratio_vs') or '-'} | "
+        syncs = r.get("syncs_per_step")
+        lines.append(f"| {r['kind']} | {r['config']} | {ips} | {'-' if syncs is None else syncs} | {ratio} | "
+                     f"{r.get('ratio_vs') or '-'} | "
                      f"{ms} | {peak} | {note} |")
     return "\n".join(lines)
 
@@ -456,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         add_ratios(rows)
         write_json(out_path, header, rows)
         shown = f"{row['images_per_s']:.1f} images/s" if row["images_per_s"] else f"skipped: {row['skipped']}"
+        if row.get("syncs") is not None:
+            shown += f", {row['syncs']} per step"
         print(f"[{time.perf_counter() - t_all:6.1f} s] {row['kind']:10s} {row['config']}: {shown}",
               file=sys.stderr, flush=True)
     print(table(rows, header), flush=True)

@@ -26,6 +26,7 @@ from torch import nn
 
 from methods.backbones import build_backbone
 from methods.base import BuildContext, MultiLabelModel
+from methods.loss_utils import fp32_loss
 
 ADJACENCY_VARIANTS = ("paper", "reference")
 #: Re-weighting p of each variant (ML-GCN paper: 0.2; official code: 0.25), declared once.
@@ -132,8 +133,13 @@ class GcnClassifierModel(MultiLabelModel):
         """The GCN's C classifiers (C, d)."""
         return self.gcn(self.node_features)
 
+    @fp32_loss
+    def logits(self, pooled: torch.Tensor) -> torch.Tensor:
+        """pooled (B, d) @ classifiers^T, GCN included, in fp32 (upcast, autocast off)."""
+        return pooled @ self.classifiers().t()
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.pooled(images) @ self.classifiers().t()
+        return self.logits(self.pooled(images))
 
     def lr_groups(self, stage: str) -> list[tuple[str, list[nn.Parameter], float]]:
         """(name, params, lr scale): ML-GCN trains the backbone at lr * 0.1 (``lrp``)."""

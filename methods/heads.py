@@ -1,4 +1,10 @@
-"""Shared heads: the "backbone + global average pooling + linear" model and CSRA's heads."""
+"""Shared heads: the "backbone + global average pooling + linear" model and CSRA's heads.
+
+Every head computes in fp32 under mixed precision (``budget.precision: bf16 | fp16``): the
+backbone runs under autocast, the head's input is upcast and its matmul runs with autocast off
+(:class:`Fp32Linear`, ``fp32_loss``), so logits -- hence scores -- and mixture parameters are
+fp32 numbers, not bf16 ones cast up. In fp32 this is the identity (same ops, same values).
+"""
 from __future__ import annotations
 
 import math
@@ -9,8 +15,16 @@ from torch import nn
 
 from methods.backbones import build_backbone
 from methods.base import BuildContext, MultiLabelModel
+from methods.loss_utils import fp32_loss
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Fp32Linear(nn.Linear):
+    """``nn.Linear`` whose output is computed in fp32 under autocast (input upcast, autocast off);
+    the same parameters, initialisation and state_dict keys as ``nn.Linear``."""
+
+    forward = fp32_loss(nn.Linear.forward)
 
 
 class GapLinearModel(MultiLabelModel):
@@ -24,7 +38,7 @@ class GapLinearModel(MultiLabelModel):
         super().__init__()
         self.pooling = pooling
         self.backbone = build_backbone(ctx.backbone, ctx.in_chans, ctx.backbone_options)
-        self.fc = nn.Linear(self.backbone.num_features, ctx.num_classes)
+        self.fc = Fp32Linear(self.backbone.num_features, ctx.num_classes)
         self.loss_fn = loss_fn
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -118,5 +132,7 @@ class MultiHeadCSRA(nn.Module):
             ResidualAttentionHead(in_dim, num_classes, t, lam, normalize_weights, mode)
             for t in self.temperatures)
 
+    @fp32_loss
     def forward(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """Logits (B, C) in fp32 (the feature map upcast, autocast off)."""
         return torch.stack([head(feature_map) for head in self.heads]).sum(dim=0)

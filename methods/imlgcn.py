@@ -36,6 +36,7 @@ from methods.base import (BuildContext, HparamError, Hparams, MethodSpec, StageC
                           check_choice, check_range)
 from methods.embeddings import label_embeddings
 from methods.graph import GcnClassifierModel, adjacency, cooccurrence
+from methods.heads import Fp32Linear
 from methods.losses import asymmetric_loss
 from methods.mlgcn import validate_graph
 
@@ -117,7 +118,7 @@ class ImlGcnModel(GcnClassifierModel):
         super().__init__(ctx, nodes, adj, int(hp["gcn_hidden"]), str(hp["pooling"]))
         d = self.backbone.num_features
         self.register_buffer("node_features_ready", torch.tensor(mode == "word"))
-        self.fc = nn.Linear(d, ctx.num_classes)
+        self.fc = Fp32Linear(d, ctx.num_classes)
         self.mode, self.num_classes = mode, ctx.num_classes
         self.stage1_fraction, self.freeze_backbone = float(hp["stage1_fraction"]), bool(hp["freeze_backbone"])
         self.asl = {k: ASL_DEFAULTS[k] for k in ("gamma_neg", "gamma_pos", "clip", "eps", "reduction",
@@ -162,7 +163,7 @@ class ImlGcnModel(GcnClassifierModel):
         if stage == "backbone":
             logits = self.fc(self.pooled(views[0]))
         else:
-            logits = self.pooled(views[0]) @ self.classifiers().t()
+            logits = self.logits(self.pooled(views[0]))
         return asymmetric_loss(logits, targets, **self.asl)
 
     def lr_groups(self, stage: str) -> list[tuple[str, list[nn.Parameter], float]]:

@@ -18,7 +18,8 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 def fp32_loss(fn: _F) -> _F:
-    """Run ``fn`` with autocast disabled and half-precision tensor arguments upcast to float32."""
+    """Run ``fn`` with autocast disabled and half-precision tensor arguments upcast to float32
+    (losses, and the heads whose outputs must be fp32: ``methods.heads.Fp32Linear``)."""
     def up(v):
         return v.float() if isinstance(v, torch.Tensor) and v.dtype in _HALF else v
 

@@ -11,6 +11,10 @@ Variance activations
   a standard deviation in one place and a variance in another; we apply the
   floor to the VARIANCE, which is what bounds the NLL's log-variance term.
 * KMCL (reference code): var = 2 + ELU(x) + 1e-7.
+
+Under mixed precision the parameter layers (KMCL: also its down-projection, whose output gives
+the pi logits = the scores) are :class:`methods.heads.Fp32Linear`: the mixture parameters reach
+the fp32 losses as fp32 numbers. In fp32 this changes nothing.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from methods.heads import Fp32Linear
 
 #: Uniform init range of the mixture-weight and mean heads' weights. The ProbMCL
 #: paper says "uniformly initialized" without a range; KMCL's reference code uses
@@ -65,9 +71,9 @@ class ProbMCLMixtureHead(nn.Module):
         self.n_dims = n_dims
         self.mlp = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(inplace=True),
                                  nn.Linear(hidden, n_dims), nn.ReLU(inplace=True))
-        self.pi = nn.Linear(n_dims, num_components)
-        self.mean = nn.Linear(n_dims, num_components)
-        self.var = nn.Linear(n_dims, num_components)
+        self.pi = Fp32Linear(n_dims, num_components)
+        self.mean = Fp32Linear(n_dims, num_components)
+        self.var = Fp32Linear(n_dims, num_components)
         _init_heads(self.pi, self.mean, self.var)
 
     def forward(self, h: torch.Tensor) -> MixtureParams:
@@ -94,10 +100,10 @@ class KMCLMixtureHead(nn.Module):
             raise ValueError(f"covariance={covariance!r} must be 'anisotropic' or 'isotropic'")
         self.k, self.n_dims, self.covariance = num_components, n_dims, covariance
         width = num_components * (n_dims if covariance == "anisotropic" else 1)
-        self.down = nn.Linear(in_features, n_dims)
-        self.pi = nn.Linear(n_dims, num_components)
-        self.mean = nn.Linear(n_dims, width)
-        self.var = nn.Linear(n_dims, width)
+        self.down = Fp32Linear(in_features, n_dims)
+        self.pi = Fp32Linear(n_dims, num_components)
+        self.mean = Fp32Linear(n_dims, width)
+        self.var = Fp32Linear(n_dims, width)
         _init_heads(None, self.mean, self.var)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,7 @@ from methods.backbones import build_backbone
 from methods.base import (BuildContext, HparamError, Hparams, MethodSpec, MultiLabelModel, StageContext,
                           check_choice, check_range)
 from methods.diagnostics import collapse_stats
+from methods.heads import Fp32Linear
 from methods.losses import (LABEL_NLL_READINGS, asymmetric_loss, gmm_correlation, mixture_label_nll, mixture_nll,
                             probabilistic_contrastive_loss)
 from methods.mixture import ProbMCLMixtureHead
@@ -94,7 +95,7 @@ class ProbMCLModel(MultiLabelModel):
         self.backbone = build_backbone(ctx.backbone, ctx.in_chans, ctx.backbone_options)
         d = self.backbone.num_features
         self.mdn = ProbMCLMixtureHead(d, ctx.num_classes, hp["n_dims"], hp["mdn_hidden"])
-        self.fc = nn.Linear(d, ctx.num_classes)
+        self.fc = Fp32Linear(d, ctx.num_classes)  # fp32 logits under mixed precision
         gen = torch.Generator().manual_seed(0)
         q, _ = torch.linalg.qr(torch.randn(max(d, hp["n_dims"]), min(d, hp["n_dims"]), generator=gen))
         self.register_buffer("encoder_projection", q if d >= hp["n_dims"] else q.T, persistent=False)

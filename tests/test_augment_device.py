@@ -8,6 +8,8 @@ plus the crop augmentations against torchvision / ML-GCN and squish_resize again
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -294,3 +296,32 @@ def test_squish_resize_matches_pil_bilinear() -> None:
                            for img in x])
         assert ours.shape == (2, 3, size, size) and ours.dtype == torch.uint8
         assert (ours.int() - ref.int()).abs().max() <= 1
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 16, 16), (4, 1, 20, 24), (3, 3, 7, 9), (2, 3, 3, 3), (2, 1, 2, 5)])
+def test_sync_free_kernels_equal_torchvisions_bit_for_bit(shape) -> None:
+    """Shear / Translate / Rotate (cached grid), Sharpness (cached kernel) and AutoContrast
+    (torch.where for the masked writes) equal torchvision's kernels exactly, a flat image included."""
+    x = torch.randint(0, 256, shape, generator=_gen(11), dtype=torch.uint8)
+    x[0] = 77
+    h, w = shape[-2:]
+    for op in ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Sharpness", "AutoContrast"):
+        for negative in (False, True):
+            m = RA.op_magnitude(op, negative, h, w)
+            assert torch.equal(RA.apply_op(x, op, m), _tv_op_batch(x, op, m)), (op, negative)
+
+
+def _tv_op_batch(x: torch.Tensor, op: str, m: float) -> torch.Tensor:
+    nearest = InterpolationMode.NEAREST
+    if op in ("ShearX", "ShearY"):
+        deg = math.degrees(math.atan(m))
+        return TF.affine(x, angle=0.0, translate=[0, 0], scale=1.0, shear=[deg, 0.0] if op == "ShearX" else [0.0, deg],
+                         interpolation=nearest, fill=None, center=[0, 0])
+    if op in ("TranslateX", "TranslateY"):
+        return TF.affine(x, angle=0.0, translate=[int(m), 0] if op == "TranslateX" else [0, int(m)], scale=1.0,
+                         shear=[0.0, 0.0], interpolation=nearest, fill=None)
+    if op == "Rotate":
+        return TF.rotate(x, angle=m, interpolation=nearest, fill=None)
+    if op == "Sharpness":
+        return TF.adjust_sharpness(x, sharpness_factor=1.0 + m)
+    return TF.autocontrast(x)

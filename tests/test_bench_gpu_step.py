@@ -51,6 +51,10 @@ def test_tiny_cpu_run(tmp_path: Path) -> None:
         else:
             assert r["images_per_s"] > 0 and r["median_step_ms"] > 0, (key, r)
             assert r["timed_steps"] == 3, (key, r)
+            if r["kind"] != "similarity":  # host syncs of one step, counted beside images/s
+                assert isinstance(r["syncs_per_step"], int) and r["syncs"].startswith(f"{r['syncs_per_step']} syncs")
+                if r["aug"] == "flip-crop":  # its draws go up in one non-blocking copy: no sync
+                    assert r["syncs_per_step"] == 0, (key, r)
     # the fp32/channels_last-off row, workers 0 and eager are the references: ratio 1
     for ref in ("step/smallcnn/fp32/cl0", "data/flip-crop/w0", "data/cutout+randaugment/w0", "similarity/eager"):
         assert rows[ref]["ratio"] == 1.0
@@ -58,7 +62,7 @@ def test_tiny_cpu_run(tmp_path: Path) -> None:
     assert abs(r["ratio"] - r["images_per_s"] / rows["step/smallcnn/fp32/cl0"]["images_per_s"]) < 0.01
 
     table = proc.stdout
-    assert "| kind | config | images/s | ratio |" in table
+    assert "| kind | config | images/s | syncs/step | ratio |" in table
     assert f"device {doc['device']}" in table and f"torch {doc['torch']}" in table
     body = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(body) == 1 + len(EXPECTED)  # header + one line per row

@@ -70,6 +70,7 @@ CODE_DIRS = ("bench", "methods")
 EXCLUDED: dict[str, str] = {
     # read records and render; never write one
     "bench/report/build.py": "renders REPORT.md from records",
+    "bench/train/syncs.py": "counts host syncs for tests and benchmarks; no job imports it",
     "bench/report/common.py": "reads records for the report",
     "bench/report/configurations.py": "groups finished records by configuration for the report",
     "bench/report/tables.py": "renders tables from records",

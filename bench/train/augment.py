@@ -21,10 +21,16 @@ Names (the suite's ``budget.augmentation``):
 
 All of them are batched tensor ops on the batch's own device (CPU or CUDA); the
 generator is a CPU generator: small parameter tensors are drawn from it on the CPU and
-then moved to the batch's device, so CPU and GPU runs see the same draws.
+then moved to the batch's device, so CPU and GPU runs see the same draws. A batch's draws
+travel in ONE copy (:func:`upload`: packed, pinned, ``non_blocking``), so the host never waits
+for the device here (``tests/test_host_syncs.py`` counts it). The ImageNet constants are
+copied once per device. Left: torchvision's affine / rotate kernels (RandAugment's Shear,
+Translate, Rotate) build their matrix with ``torch.tensor(..., device=...)``, and its
+Equalize / AutoContrast index with masks -- syncs inside torchvision, pinned by that test.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -32,7 +38,8 @@ import torch.nn.functional as F
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from bench.train.randaugment import rand_augment
+from bench.train.randaugment import apply_rounds, draw_rounds, rand_augment, round_orders
+from bench.train.transfer import upload
 
 AUGMENTATIONS = ("none", "shift", "flip-crop", "randaugment", "cutout+randaugment",
                  "randaugment+cutout", "multiscale-crop", "rrc-flip")
@@ -47,6 +54,12 @@ _FIX_OFFSETS = torch.tensor([(0, 0), (4, 0), (0, 4), (4, 4), (2, 2), (0, 2), (4,
                              (1, 1), (3, 1), (1, 3), (3, 3)])
 
 
+@functools.lru_cache(maxsize=None)
+def _imagenet_stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std (1, 3, 1, 1) on ``device``, copied there once."""
+    return tuple(t.view(1, 3, 1, 1).to(device) for t in _IMAGENET)  # type: ignore[return-value]
+
+
 def model_in_chans(data_chans: int, normalize: str) -> int:
     """Channels the model sees: ImageNet normalisation feeds grey images as RGB (replicated)."""
     return 3 if normalize == "imagenet" else data_chans
@@ -59,7 +72,7 @@ def to_float(batch: torch.Tensor, normalize: str = "none") -> torch.Tensor:
     if normalize == "imagenet":
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        mean, std = (t.view(1, 3, 1, 1).to(x.device) for t in _IMAGENET)
+        mean, std = _imagenet_stats(x.device)
         x = (x - mean) / std
     elif normalize not in NORMALIZATIONS:
         raise ValueError(f"normalize={normalize!r} must be one of {', '.join(NORMALIZATIONS)}")
@@ -79,6 +92,29 @@ def _affine(x: torch.Tensor, scale: torch.Tensor, tx: torch.Tensor, ty: torch.Te
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def _cutout_draws(shape: torch.Size, generator: torch.Generator, fill: str = "zero") -> list[torch.Tensor]:
+    """The host draws of :func:`_cutout` for a (B, C, H, W) batch: centres cy (B,), cx (B,)
+    and, for ``fill="random"``, the colour (B, C), in this order."""
+    b, c, h, w = shape
+    cy = torch.randint(0, h, (b,), generator=generator)
+    cx = torch.randint(0, w, (b,), generator=generator)
+    return [cy, cx] + ([torch.randint(0, 256, (b, c), generator=generator)] if fill == "random" else [])
+
+
+def _cutout_apply(chw: torch.Tensor, draws: list[torch.Tensor], fraction: float = 0.5) -> torch.Tensor:
+    """:func:`_cutout` with its draws already on the batch's device."""
+    b, _, h, w = chw.shape
+    half = max(1, int(h * fraction)) // 2
+    cy, cx = draws[0], draws[1]
+    ys = torch.arange(h, device=chw.device).view(1, h, 1)
+    xs = torch.arange(w, device=chw.device).view(1, 1, w)
+    inside = ((ys - cy.view(b, 1, 1)).abs() <= half) & ((xs - cx.view(b, 1, 1)).abs() <= half)
+    if len(draws) == 3:
+        colour = draws[2].to(chw.dtype)
+        return torch.where(inside.unsqueeze(1), colour[:, :, None, None], chw)
+    return chw.masked_fill(inside.unsqueeze(1), 0)
+
+
 def _cutout(chw: torch.Tensor, generator: torch.Generator, fraction: float = 0.5,
             fill: str = "zero") -> torch.Tensor:
     """Zero one random square per image of (B, C, H, W), on its device: centre uniform
@@ -86,25 +122,15 @@ def _cutout(chw: torch.Tensor, generator: torch.Generator, fraction: float = 0.5
     axes (side ``2 * (int(H * fraction) // 2) + 1``, as ASL's inclusive PIL rectangle),
     clipped where it extends past the border. ``fill``: "zero", or "random" -- one uniform
     0-255 value per image and channel (ASL's CutoutPIL fills a random RGB colour)."""
-    b, _, h, w = chw.shape
-    half = max(1, int(h * fraction)) // 2
-    cy = torch.randint(0, h, (b,), generator=generator).to(chw.device)
-    cx = torch.randint(0, w, (b,), generator=generator).to(chw.device)
-    ys = torch.arange(h, device=chw.device).view(1, h, 1)
-    xs = torch.arange(w, device=chw.device).view(1, 1, w)
-    inside = ((ys - cy.view(b, 1, 1)).abs() <= half) & ((xs - cx.view(b, 1, 1)).abs() <= half)
-    if fill == "random":
-        colour = torch.randint(0, 256, chw.shape[:2], generator=generator).to(chw.device, chw.dtype)
-        return torch.where(inside.unsqueeze(1), colour[:, :, None, None], chw)
-    return chw.masked_fill(inside.unsqueeze(1), 0)
+    return _cutout_apply(chw, upload(chw.device, *_cutout_draws(chw.shape, generator, fill)), fraction)
 
 
 def _axis_grid(start: torch.Tensor, length: torch.Tensor, size: int, device: torch.device) -> torch.Tensor:
     """Normalised sample positions (B, size) that resize the pixel span
-    [start, start + length) (per image, (B,) int CPU) to ``size`` pixels: bilinear,
+    [start, start + length) (per image, (B,) int on ``device``) to ``size`` pixels: bilinear,
     half-pixel centres, clamped to the span (as ``F.interpolate`` on the cropped image)."""
-    start = start.to(device, torch.float32).unsqueeze(1)
-    length = length.to(device, torch.float32).unsqueeze(1)
+    start = start.to(torch.float32).unsqueeze(1)
+    length = length.to(torch.float32).unsqueeze(1)
     u = torch.arange(size, device=device, dtype=torch.float32).unsqueeze(0)
     pos = start + (u + 0.5) * (length / size) - 0.5
     pos = torch.minimum(torch.maximum(pos, start), start + length - 1)
@@ -118,8 +144,9 @@ def crop_resize(x: torch.Tensor, left: torch.Tensor, top: torch.Tensor, width: t
     inside the image; ``flip``: (B,) bool CPU. Equals torchvision's ``resized_crop``
     (bilinear, no antialias, which upsampling never needs) up to float rounding."""
     b, _, h, w = x.shape
+    left, top, width, height, flip = upload(x.device, left, top, width, height, flip)
     gx = _axis_grid(left, width, w, x.device)
-    gx = torch.where(flip.to(x.device).unsqueeze(1), gx.flip(1), gx)
+    gx = torch.where(flip.unsqueeze(1), gx.flip(1), gx)
     gy = _axis_grid(top, height, h, x.device)
     grid = torch.stack((gx.unsqueeze(1).expand(b, h, w), gy.unsqueeze(2).expand(b, h, w)), dim=-1)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -197,17 +224,22 @@ def augment(batch: torch.Tensor, name: str, generator: torch.Generator,
         return to_float(batch, normalize)
     if name in ("randaugment", "cutout+randaugment", "randaugment+cutout"):
         out = batch.permute(0, 3, 1, 2).contiguous()
-        if name == "cutout+randaugment":
-            out = _cutout(out, generator, fill="random")
-        out = rand_augment(out, generator)
-        if name == "randaugment+cutout":
-            out = _cutout(out, generator)
+        # every draw first (the order the steps draw them in), then ONE upload, then the steps
+        cut_first = _cutout_draws(out.shape, generator, "random") if name == "cutout+randaugment" else []
+        rounds = draw_rounds(b, generator)
+        cut_last = _cutout_draws(out.shape, generator) if name == "randaugment+cutout" else []
+        sent = upload(out.device, *cut_first, *round_orders(rounds), *cut_last)
+        if cut_first:
+            out = _cutout_apply(out, sent[:3])
+        out = apply_rounds(out, rounds, sent[len(cut_first):len(sent) - len(cut_last)])
+        if cut_last:
+            out = _cutout_apply(out, sent[-2:])
         return to_float(out.permute(0, 2, 3, 1), normalize)
     if name in ("multiscale-crop", "rrc-flip"):
         params = (multiscale_crop_params if name == "multiscale-crop" else rrc_params)(b, h, w, generator)
         return _finish(crop_resize(to_float(batch, "none"), *params), normalize)
     x = to_float(batch, "none")
-    u = torch.rand(b, 4, generator=generator).to(x.device)
+    (u,) = upload(x.device, torch.rand(b, 4, generator=generator))
     if name == "shift":
         max_shift = 2.0 / 12.0  # normalised coordinates span 2: 1/12 of the side
         scale = torch.ones(b, device=x.device)

@@ -7,7 +7,9 @@ The data path (GPU-grade, the same code on the CPU):
 2. :meth:`Feed.raw` serves those batches as **uint8** (B, H, W, C) tensors -- from the in-memory
    array, the memmap cache, or JPEG files decoded in the workers (``bench.data.cache.LazyImages``)
    -- through a ``DataLoader`` with ``budget.workers`` processes and prefetch, pinned when the
-   device is CUDA, copied with ``non_blocking=True`` (4x fewer bytes than float32).
+   device is CUDA, copied with ``non_blocking=True`` (4x fewer bytes than float32). The workers
+   are PERSISTENT: one loader per split for the Feed's life, its sampler handing out each pass's
+   index arrays, so no worker pool is forked per epoch or per evaluation pass.
 3. :meth:`Feed.views` augments ON THE DEVICE as batched tensor ops (``bench.train.augment``), every
    random draw from the epoch's CPU generator: the numbers do not depend on ``workers``.
 
@@ -15,7 +17,7 @@ Only the uint8 gather runs in the workers; nothing random does. No per-step host
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -61,6 +63,34 @@ class RawBatches(torch.utils.data.Dataset):
         return images, targets
 
 
+class SplitRows(torch.utils.data.Dataset):
+    """Item ``idx`` (an index array) = (uint8 images (B, H, W, C), float32 targets (B, C)) of a
+    split: the dataset of a persistent loader, whose sampler yields the index arrays."""
+
+    def __init__(self, split: Split) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return RawBatches(self.split, [idx])[0]
+
+
+class _Pass:
+    """A loader's sampler: the index arrays of the current pass, replaced before each pass (the
+    sampler runs in the main process, so persistent workers see the new ones)."""
+
+    def __init__(self) -> None:
+        self.batches: list[np.ndarray] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 @dataclass(frozen=True)
 class Feed:
     """How batches reach the model: device, normalisation and the runtime settings."""
@@ -71,6 +101,8 @@ class Feed:
     channels_last: bool = False
     precision: str = "fp32"
     prefetch: int = 4  # batches each worker keeps ready
+    #: id(split) -> (split, sampler, loader): one persistent loader per split (workers > 0)
+    _loaders: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def on_cuda(self) -> bool:
@@ -84,12 +116,22 @@ class Feed:
             if self.on_cuda:
                 source = ((x.pin_memory(), t.pin_memory()) for x, t in source)
         else:
-            source = iter(torch.utils.data.DataLoader(
-                dataset, batch_size=None, shuffle=False, num_workers=self.workers,
-                pin_memory=self.on_cuda, prefetch_factor=self.prefetch))
+            source = self._loader(split, batches)
         for images, targets in source:
             yield (images.to(self.device, non_blocking=True),
                    targets.to(self.device, non_blocking=True))
+
+    def _loader(self, split: Split, batches: Sequence[np.ndarray]) -> Iterator:
+        """An iterator over ``batches`` from the split's persistent loader (made on first use)."""
+        if id(split) not in self._loaders:
+            sampler = _Pass()
+            loader = torch.utils.data.DataLoader(
+                SplitRows(split), batch_size=None, sampler=sampler, num_workers=self.workers,
+                pin_memory=self.on_cuda, prefetch_factor=self.prefetch, persistent_workers=True)
+            self._loaders[id(split)] = (split, sampler, loader)
+        _, sampler, loader = self._loaders[id(split)]
+        sampler.batches = list(batches)
+        return iter(loader)
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """Memory format of a model input (B, C, H, W)."""

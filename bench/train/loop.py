@@ -9,8 +9,12 @@ optimiser, the schedule and the EMA step.
 Non-finite steps: a step whose gradients are inf/NaN (a non-finite loss included) is skipped --
 no optimiser or EMA update -- and COUNTED; under fp16 these are the steps the GradScaler skips
 while it lowers the scale. More than ``budget.max_nonfinite_steps`` in a job fails it
-(:class:`NonFiniteError`). The check reads one bool per step from the device (fp16's scaler
-reads one too); the loss itself is summed on the device and read once per epoch.
+(:class:`NonFiniteError`). fp32 / bf16: the skip is decided ON THE DEVICE
+(``bench.train.guard.masked_update``: the update runs and is undone where the gradients are not
+finite) and the skipped steps are counted on the device, so the step never reads anything to the
+host; the count is read once per epoch, with the loss, and the budget is checked THEN (at the
+end of the epoch in which it is exceeded, not at the step). fp16: the scaler reads its scale
+each step (one sync per step, torch's GradScaler with a non-fused optimiser).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import torch
 from bench.run import distributed
 from bench.data.base import Split
 from bench.train.data import Feed
+from bench.train.guard import masked_update, optimizer_tensors
 from bench.train.precision import autocast
 from bench.train.settings import Runtime
 
@@ -68,6 +73,16 @@ def _grad_norm(params: Sequence[torch.nn.Parameter], clip: float | None) -> torc
     return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
 
 
+def _check_budget(step: Step, skipped: int, stage: str) -> None:
+    rt = step.runtime
+    if step.nonfinite_before + skipped > rt.max_nonfinite_steps:
+        raise NonFiniteError(
+            f"{step.nonfinite_before + skipped} non-finite training steps (loss or gradients "
+            f"inf/NaN) in stage {stage} "
+            f"(budget.max_nonfinite_steps={rt.max_nonfinite_steps}); lower the lr, use "
+            "precision: bf16/fp32, or set optimizer.grad_clip")
+
+
 def train_epoch(model: torch.nn.Module, stage: str, split: Split, batches: Sequence[np.ndarray], *,
                 feed: Feed, step: Step, aug: str, n_views: int, generator: torch.Generator,
                 progress: Any = None) -> EpochResult:
@@ -77,6 +92,7 @@ def train_epoch(model: torch.nn.Module, stage: str, split: Split, batches: Seque
     total = torch.zeros((), device=feed.device, dtype=torch.float64)
     parts: dict[str, torch.Tensor] = {}
     skipped = 0
+    skipped_on_device = torch.zeros((), device=feed.device, dtype=torch.int64)
     source = feed.raw(split, batches)
     for images, targets in (progress(source) if progress else source):
         views = feed.views(images, n_views, aug, generator)
@@ -100,21 +116,21 @@ def train_epoch(model: torch.nn.Module, stage: str, split: Split, batches: Seque
             scaler.step(step.opt)
             scaler.update()
             stepped = scaler.get_scale() >= before
-        else:
-            stepped = bool(finite)  # the one per-step read of the device
-            if stepped:
-                step.opt.step()
+        else:  # decided on the device: no host read (bench.train.guard)
+            masked_update(finite, lambda: optimizer_tensors(step.opt), step.opt.step)
+            if step.ema is not None:
+                masked_update(finite, lambda: [*step.ema.module.parameters(), *step.ema.module.buffers()],
+                              lambda: step.ema.update(model))
+            skipped_on_device += ~finite
+            stepped = True
         step.sched.step()
         if not stepped:
             skipped += 1
-            if step.nonfinite_before + skipped > rt.max_nonfinite_steps:
-                raise NonFiniteError(
-                    f"{step.nonfinite_before + skipped} non-finite training steps (loss or gradients "
-                    f"inf/NaN) in stage {stage} "
-                    f"(budget.max_nonfinite_steps={rt.max_nonfinite_steps}); lower the lr, use "
-                    "precision: bf16/fp32, or set optimizer.grad_clip")
-        elif step.ema is not None:
+            _check_budget(step, skipped, stage)
+        elif step.ema is not None and scaler.is_enabled():
             step.ema.update(model)
+    skipped += int(skipped_on_device)  # once per epoch
+    _check_budget(step, skipped, stage)
     state = [t for t in model.state_dict().values() if t.is_floating_point()]
     if not bool(torch.stack([torch.isfinite(t).all() for t in state]).all()):
         # once per epoch: a finite step can still overflow the weights or BatchNorm statistics

@@ -54,10 +54,12 @@ def build_optimizer(groups: LrGroups, cfg: Mapping[str, Any]) -> torch.optim.Opt
     """Optimiser ``cfg['name']`` over ``groups`` (see param_groups)."""
     name, lr = cfg["name"], float(cfg["lr"])
     pg = param_groups(groups, lr, float(cfg["weight_decay"]))
+    # CUDA: Adam's step counters on the device, so the step reads nothing to the host (bench.train.guard)
+    capturable = any(p.is_cuda for g in pg for p in g["params"])
     if name == "adamw":
-        return torch.optim.AdamW(pg, lr=lr)
+        return torch.optim.AdamW(pg, lr=lr, capturable=capturable)
     if name == "adam":  # coupled L2 on the weights only (param_groups): official ASL/KMCL code
-        return torch.optim.Adam(pg, lr=lr)
+        return torch.optim.Adam(pg, lr=lr, capturable=capturable)
     if name == "sgd":
         return torch.optim.SGD(pg, lr=lr, momentum=float(cfg["momentum"]))
     raise ValueError(f"optimizer name {name!r} must be one of {', '.join(OPTIMIZERS)}")
