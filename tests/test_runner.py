@@ -108,3 +108,30 @@ def test_cli_reports_failed_jobs_with_exit_1(tmp_path):
     assert "Traceback" not in out.stderr + out.stdout
     (folder,) = (tmp_path / "r" / "tiny").iterdir()
     assert (folder / "error.txt").exists() and not (folder / "DONE").exists()
+
+
+def test_a_terminal_gets_one_bar_per_job_with_every_step_and_a_log_gets_epoch_lines(tmp_path, monkeypatch, capsys):
+    # issue #27: a tqdm bar with ETA per job on a terminal, one line per epoch otherwise
+    import tqdm
+
+    from bench.run import progress
+
+    job = _job(tmp_path, epochs=2, n_train=128)  # batch 32: 4 steps per epoch, 8 in the job
+    bars: list = []
+    real = tqdm.tqdm
+
+    def spy(*args, **kw):
+        bars.append(real(*args, **kw))
+        return bars[-1]
+
+    monkeypatch.setattr(tqdm, "tqdm", spy)
+    monkeypatch.setattr(progress.sys.stdout, "isatty", lambda: True, raising=False)
+    run_job(job, Store(tmp_path / "tty"), progress=True)
+    assert len(bars) == 1 and bars[0].total == 8 and bars[0].n == 8  # every step of both epochs
+    assert bars[0].desc.startswith("baseline seed 0")
+    monkeypatch.setattr(progress.sys.stdout, "isatty", lambda: False, raising=False)
+    capsys.readouterr()
+    run_job(job, Store(tmp_path / "log"), progress=True)
+    out = capsys.readouterr().out
+    assert len(bars) == 1  # no bar off a terminal
+    assert "train epoch 1/2" in out and "train epoch 2/2" in out

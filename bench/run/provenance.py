@@ -98,6 +98,7 @@ EXCLUDED: dict[str, str] = {
     "bench/data/fetch.py": "`bench data fetch`: downloads and extracts archives; the loaders read the files",
     "bench/run/epochlog.py": "per-epoch CSV / TensorBoard / wandb logs written from the history; never read back",
     "bench/run/summary.py": "the end-of-run summary: prints what the finished records say",
+    "bench/run/progress.py": "the terminal's progress bar and per-epoch lines; computes nothing",
     "bench/run/equivalence.py": "runs two codes' probe jobs in child processes and compares them; writes no record",
     # a job's identity: every effect passes through the job's semantic fields (the job id)
     "bench/spec/suites.py": "YAML -> JobSpec; what it decides is in the job id",

@@ -28,6 +28,7 @@ from bench.run import distributed, syncbn
 from bench.train.augment import model_in_chans
 from bench.evaluate.convergence import chance_map, convergence
 from bench.run.epochlog import write_epoch_log
+from bench.run.progress import JobBar
 from bench.errors import BenchError
 from bench.spec.jobs import JobSpec, canonical_json
 from bench.evaluate.metrics import convention_record
@@ -163,6 +164,7 @@ class Job:
                                                           "weights": "plain"})
     train_s: float = 0.0
     collapse: dict | None = None
+    bar: JobBar | None = None  # the terminal's per-job progress bar (bench.run.progress)
 
 
 def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
@@ -174,9 +176,13 @@ def _run(job: JobSpec, jd: JobDir, device: str, threads: int | None,
     rt = _runtime(job, device)
     run, hp, pretraining = _build(job, jd, device, rt, progress)
     state = _resume(run)
+    steps = len(run.data.train) // int(job.budget["batch_size"])
+    run.bar = JobBar(f"{job.display_name} seed {job.seed}", sum(run.epochs) * steps, len(run.history) * steps,
+                     progress and distributed.is_main())
     prior_s = run.train_s  # time spent before a resume (training only; earlier overheads are not kept)
     for si, stage in enumerate(run.model.stages):
         _train_stage(run, si, stage, state)
+    run.bar.close()
     e0 = time.perf_counter()
     metrics, predictions, trick = final_evaluation(run.model, job, run.data, run.best, run.feed)
     if not distributed.is_main():  # DDP: ranks > 0 scored their shards; rank 0 records
@@ -269,7 +275,7 @@ def _train_stage(run: Job, si: int, stage: str, state: dict[str, Any] | None) ->
         gen = torch.Generator().manual_seed(seed)
         result = train_epoch(model, stage, data.train, epoch_batches(len(data.train), bs, gen), feed=run.feed,
                              step=step, aug=recipe["augmentation"], n_views=model.views(stage), generator=gen,
-                             progress=_progress(f"{job.display_name}/{stage} e{epoch + 1}", run.progress))
+                             progress=run.bar.wrap if run.bar else None)
         step.nonfinite_before += result.nonfinite_steps
         seconds = time.perf_counter() - e0
         run.train_s += seconds
@@ -304,8 +310,9 @@ def _end_epoch(run: Job, si: int, stage: str, epoch: int, n_epochs: int, entry: 
     if run.progress:
         ema_txt = "" if entry.get("val_mAP_ema") is None else f" (EMA {entry['val_mAP_ema']:.2f})"
         val = "-" if entry["val_mAP"] is None else format(entry["val_mAP"], ".2f")
-        print(f"  {job.display_name} seed {job.seed} {stage} epoch {epoch}/{n_epochs}: loss {entry['train_loss']:.4f} "
-              f"val mAP {val}{ema_txt} ({entry['images_per_s']} img/s)", flush=True)
+        (run.bar or JobBar("", 0, 0, False)).say(
+            f"  {job.display_name} seed {job.seed} {stage} epoch {epoch}/{n_epochs}: loss {entry['train_loss']:.4f} "
+            f"val mAP {val}{ema_txt} ({entry['images_per_s']} img/s)")
 
 
 def _record(run: Job, hp: dict, metrics: dict, trick: dict | None, pretraining: dict | None,
@@ -354,12 +361,3 @@ def _collapse_check(model: MultiLabelModel, job: JobSpec, batches, stage: str, p
               f"(dead {collapse['dead_fraction']:.2f}, similarity sd {collapse['similarity_std']:.4f}, "
               f"effective rank {collapse['effective_rank']:.1f})", flush=True)
     return collapse
-
-
-def _progress(desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return lambda items: tqdm(items, desc=desc, leave=False, mininterval=2.0, dynamic_ncols=True,
-                              disable=None)  # None: only on a terminal
