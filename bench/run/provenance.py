@@ -103,6 +103,8 @@ EXCLUDED: dict[str, str] = {
     "bench/spec/weights.py": "decides which weights file a job loads; the file's sha256 is in the job id",
     "bench/spec/weights_cmd.py": "`bench weights`: lists, fetches and verifies weights files",
     "bench/spec/jobs.py": "the JobSpec and its id; what a job computes is in the id",
+    "bench/spec/source_read.py": "reads the method registry's names/defaults and literals from source; computes nothing",
+    "bench/spec/method_facts.py": "a row's resolved hparams, stages and recipe, as the registry gives them; in the job id",
     "bench/spec/protocol.py": "what equal budget shares; its effect is budget.stage_recipe, in the job id",
     # bookkeeping around a record, not its numbers
     "bench/run/store.py": "writes the runner's record and predictions byte for byte; job states",
