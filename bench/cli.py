@@ -179,7 +179,10 @@ def _report(args: argparse.Namespace) -> int:
         from bench.run.roots import check_writable
 
         check_writable(Path(args.output).parent, "--output")
-        check_writable(Path(args.results) / "figures", "--results")
+        from bench.report.build import figures_folder
+
+        figures = figures_folder(args.results, args.output)  # beside the results, or beside the output
+        check_writable(figures, "--results" if figures == Path(args.results) / "figures" else "--output")
     return _cmd("bench.report.build:main")(args)
 
 

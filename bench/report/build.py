@@ -1,4 +1,5 @@
-"""`bench report`: regenerate REPORT.md and results/figures/ from the stored records only.
+"""`bench report`: regenerate REPORT.md and results/figures/ (a report written elsewhere: a figures/
+folder beside it, :func:`figures_folder`) from the stored records only.
 
 Deterministic: the same records give a byte-identical REPORT.md (everything sorted, fixed
 float formats, no dates) and byte-identical PNGs (Agg, fixed DPI, no metadata). The report
@@ -85,16 +86,28 @@ def _header(results: str, output: str) -> list[str]:
             f"[{ledger_page.CELLS_PAGE}]({ledger_page.CELLS_PAGE}).", ""]
 
 
+def figures_folder(results: str | Path, output: str | Path) -> Path:
+    """Where `bench report` puts its figures: ``<results>/figures`` when the report sits beside
+    the results folder (the committed layout: REPORT.md links results/figures/), else a
+    ``figures/`` folder next to the report, so that ``--output`` elsewhere never writes into the
+    checkout's results."""
+    results, output = Path(results), Path(output)
+    if output.parent.resolve() == results.resolve().parent:
+        return results / FIGURES
+    return output.parent / FIGURES
+
+
 def render_pages(results: str | Path, output: str | Path, figures_dir: Path | None = None,
-                 bootstrap_resamples: int = stats.BOOTSTRAP_RESAMPLES) -> dict[Path, str]:
+                 bootstrap_resamples: int = stats.BOOTSTRAP_RESAMPLES,
+                 link_dir: Path | None = None) -> dict[Path, str]:
     """{REPORT.md path: text, docs/report-cells.md path: text}. Figures are written into
-    ``figures_dir`` (default results/figures) and linked as results/figures/<name> relative to
-    ``output``. The pipeline: collect (ReportData) -> ledger rules (claims) -> findings ->
-    tables and figures -> pages."""
+    ``figures_dir`` (default ``link_dir``) and linked as ``link_dir``/<name> (default
+    results/figures) relative to ``output``. The pipeline: collect (ReportData) -> ledger rules
+    (claims) -> findings -> tables and figures -> pages."""
     from bench.report import key_findings, stage1
 
     results, output = Path(results), Path(output)
-    link_dir = results / FIGURES
+    link_dir = Path(link_dir) if link_dir is not None else results / FIGURES
     figures_dir = figures_dir or link_dir
     link = os.path.relpath(link_dir, output.parent).replace(os.sep, "/")
     data = ReportData(results, bootstrap_resamples)
@@ -130,9 +143,10 @@ def render(results: str | Path, output: str | Path, figures_dir: Path | None = N
 
 def main(args: argparse.Namespace) -> int:
     output = Path(args.output)
+    figures = figures_folder(args.results, output)
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
-            pages = render_pages(args.results, output, figures_dir=Path(tmp))
+            pages = render_pages(args.results, output, figures_dir=Path(tmp), link_dir=figures)
         for path, text in pages.items():
             current = path.read_text() if path.is_file() else None
             if current != text:
@@ -141,9 +155,9 @@ def main(args: argparse.Namespace) -> int:
                 return 1
         print(f"bench report: {output} is current")
         return 0
-    pages = render_pages(args.results, output)
+    pages = render_pages(args.results, output, link_dir=figures)
     for path, text in pages.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-    print(f"bench report: wrote {', '.join(str(p) for p in pages)} and {Path(args.results) / FIGURES}/")
+    print(f"bench report: wrote {', '.join(str(p) for p in pages)} and {figures}/")
     return 0
