@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import claims
+from bench.report.ledger import claims
 
-from bench.report import paper_values as pv
+from bench.report.collect import paper_values as pv
 
 from bench.report import build as report
-from bench.report.common import ReportData
+from bench.report.collect.records import ReportData
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "tests" / "golden"
@@ -84,7 +84,7 @@ def test_a_report_written_elsewhere_keeps_its_figures_beside_it(tmp_path):
 
 
 def test_figures_are_byte_identical(tmp_path):
-    from bench.report import plots as report_plots
+    from bench.report.figures import plots as report_plots
 
     data = ReportData(_small_results(tmp_path))
     curve = data.curves("csra", ("num_heads",), "heads", "CSRA Table 7")[0]
