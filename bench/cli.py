@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--format", choices=("md", "csv", "json"), default="md")
     res.add_argument("--by", default=None, metavar="COLS",
                      help="group by comma-separated columns, e.g. threads,machine (mean test mAP per row and group)")
-    res.set_defaults(func=_cmd("bench.report.collect:main"))
+    res.set_defaults(func=_cmd("bench.report.collect.results:main"))
 
     cmp_ = sub.add_parser("compare", help="new records vs committed ones, row by row (test mAP, "
                           "difference, inside the committed seed spread?)")
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--format", choices=("md", "csv"), default="md")
     cmp_.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
                       help="compare the variant folder <suite>+<hash> of a --set run in both roots")
-    cmp_.set_defaults(func=_cmd("bench.report.compare:main"))
+    cmp_.set_defaults(func=_cmd("bench.report.collect.compare:main"))
 
     dat = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     ins = dat.add_parser("inspect", help="classes, split sizes and per-class counts (no pixel cache)")
@@ -179,7 +179,10 @@ def _report(args: argparse.Namespace) -> int:
         from bench.run.roots import check_writable
 
         check_writable(Path(args.output).parent, "--output")
-        check_writable(Path(args.results) / "figures", "--results")
+        from bench.report.build import figures_folder
+
+        figures = figures_folder(args.results, args.output)  # beside the results, or beside the output
+        check_writable(figures, "--results" if figures == Path(args.results) / "figures" else "--output")
     return _cmd("bench.report.build:main")(args)
 
 

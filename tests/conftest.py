@@ -26,15 +26,18 @@ if _XDIST_WORKERS > 1:
 
 @pytest.fixture(scope="session", autouse=True)
 def _cost_cache(tmp_path_factory):
-    """`bench cost`'s count cache (bench/cost/cache.py) in this session's temporary folder: a
-    test never reads counts that an earlier run stored."""
-    previous = os.environ.get("BENCH_COST_CACHE_DIR")
+    """`bench cost`'s count cache (bench/cost/cache.py) and suite loading's method answers
+    (bench/spec/method_facts.py) in this session's temporary folders: a test never reads what an
+    earlier run stored (within the session, every `bench` start after the first reuses them)."""
+    previous = {var: os.environ.get(var) for var in ("BENCH_COST_CACHE_DIR", "BENCH_SPEC_CACHE_DIR")}
     os.environ["BENCH_COST_CACHE_DIR"] = str(tmp_path_factory.mktemp("cost-cache"))
+    os.environ["BENCH_SPEC_CACHE_DIR"] = str(tmp_path_factory.mktemp("spec-cache"))
     yield
-    if previous is None:
-        os.environ.pop("BENCH_COST_CACHE_DIR", None)
-    else:
-        os.environ["BENCH_COST_CACHE_DIR"] = previous
+    for var, value in previous.items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value
 
 
 #: Test files whose tests share one resource: under xdist each file runs on one worker. test_slurm.py:

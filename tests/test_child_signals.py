@@ -156,6 +156,9 @@ def test_local_job_survives_usr2_and_sigterm_to_every_child(tmp_path):
     env = {**os.environ, "BENCH_THREADS": "1", "HF_HUB_OFFLINE": "1", "BENCH_CACHE_DIR": str(tmp_path / "cache")}
     code, log, _ = _run_cli(suite, tmp_path / "reference", env, signal_children=False)
     assert code == 0, log[-2000:]
+    # its own cache folder: the input-building child (bench.run.inputs, started only when a cache
+    # is missing) is among the pestered children too
+    env["BENCH_CACHE_DIR"] = str(tmp_path / "cache-pestered")
     code, log, signalled = _run_cli(suite, tmp_path / "pestered", env, signal_children=True)
     assert code == 0, log[-3000:]
     assert len(signalled) >= 4, signalled  # the workers of several epochs and evaluations got them

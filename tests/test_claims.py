@@ -1,4 +1,4 @@
-"""The claims ledger's rules, each pinned on small hand-made record sets (bench/report/claims.py):
+"""The claims ledger's rules, each pinned on small hand-made record sets (bench/report/ledger/claims.py):
 matching evidence, >= 2 seeds and a paired test, inference-time costs, failed runs are no
 evidence, not-converged runs flagged, numbers and command in every verdict. Includes the
 three wrong verdicts of issue 11 (IML-GCN word vs image, CSRA normalisation, ProbMCL MDN)."""
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.report import claims
-from bench.report.common import ReportData
+from bench.report.ledger import claims
+from bench.report.collect.records import ReportData
 
 SEEDS = (0, 1, 2)
 
@@ -414,7 +414,7 @@ def test_report_tables_thresholds_tdrg_stage1_and_orphans(report_text):
 
 
 def _captured(monkeypatch):
-    from bench.report import plots
+    from bench.report.figures import plots
 
     figs = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.report.collect import config_of, shared_labels
+from bench.report.collect.results import config_of, shared_labels
 from bench.run.executors import LocalExecutor
 from bench.run.roots import LOCAL_ROOT, resolve_root
 from bench.run.store import JobDir, Store
@@ -79,7 +79,7 @@ def test_results_counts_seeds_and_keeps_configurations_apart(tmp_path):
 
 
 def test_report_reads_neither_variant_folders_nor_a_second_configuration(tmp_path):
-    from bench.report.common import ReportData
+    from bench.report.collect.records import ReportData
 
     src = _committed_record()
     _copy_record(src, tmp_path, "default")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import compare
+from bench.report.collect import compare
 from bench.errors import BenchError
 
 

@@ -1,7 +1,7 @@
-"""Records of two configurations under one label are never averaged (bench.report.configurations)."""
+"""Records of two configurations under one label are never averaged (bench.report.collect.configurations)."""
 from __future__ import annotations
 
-from bench.report.configurations import one_configuration_per_label
+from bench.report.collect.configurations import one_configuration_per_label
 from bench.spec.suites import expand_jobs, load_suite
 
 

@@ -120,3 +120,42 @@ def test_methods_never_import_the_harness():
     bad = {m: sorted(t for t in ts if t.startswith("bench")) for m, ts in graph.items()
            if m.startswith("methods") and any(t.startswith("bench") for t in ts)}
     assert not bad, bad
+
+
+#: bench/report/'s packages, in the order of the report's pipeline (issue #26; docs/architecture.md).
+REPORT_STAGES = ("collect", "ledger", "findings", "figures", "pages")
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """Project modules imported at module level (not inside a function)."""
+    out = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return out
+
+
+def test_report_tree_is_the_pipeline():
+    """bench/report/ holds one package per stage (collect -> ledger -> findings -> figures ->
+    pages) and build.py, which runs them; every rule and check of the ledger is in ledger/; a
+    stage imports only itself and earlier stages at module level (a figure drawn by an earlier
+    stage takes figures.plots' rendering helpers inside the function that draws it)."""
+    report = REPO / "bench" / "report"
+    assert sorted(p.name for p in report.iterdir() if (p / "__init__.py").is_file()) == sorted(REPORT_STAGES)
+    assert sorted(p.name for p in report.glob("*.py")) == ["__init__.py", "build.py"]
+    ledger = [p.relative_to(report).as_posix() for p in report.rglob("*.py")
+              if p.stem.startswith(("check", "claim", "rule"))]
+    assert ledger and all(p.startswith("ledger/") for p in ledger), ledger
+    rank = {stage: i for i, stage in enumerate(REPORT_STAGES)}
+    late = []
+    for stage in REPORT_STAGES:
+        for path in sorted((report / stage).glob("*.py")):
+            for target in _top_level_imports(path):
+                parts = target.split(".")
+                if parts[:2] == ["bench", "report"] and len(parts) > 2 and rank.get(parts[2], -1) > rank[stage]:
+                    late.append(f"{stage}/{path.name} imports {target}")
+    assert not late, late
+    page = (REPO / "docs" / "architecture.md").read_text()
+    assert [s for s in REPORT_STAGES if f"bench/report/{s}/" not in page] == []

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import claims
+from bench.report.ledger import claims
 
-from bench.report import paper_values as pv
+from bench.report.collect import paper_values as pv
 
 from bench.report import build as report
-from bench.report.common import ReportData
+from bench.report.collect.records import ReportData
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "tests" / "golden"
@@ -69,8 +69,22 @@ def test_check_detects_stale_report(tmp_path, capsys):
     assert len(err) == 1 and "stale" in err[0]
 
 
+def test_a_report_written_elsewhere_keeps_its_figures_beside_it(tmp_path):
+    """--output outside the results' folder: the figures go to a figures/ folder beside the report,
+    never into the results (the checkout's results/figures), and the report's links find them."""
+    root = _small_results(tmp_path)
+    out = tmp_path / "elsewhere" / "R.md"
+    out.parent.mkdir()
+    args = argparse.Namespace(results=str(root), output=str(out), check=False)
+    assert report.main(args) == 0
+    assert not (root / "figures").exists()
+    figure = out.parent / "figures" / "csra-heads-ablation-csra-heads.png"
+    assert figure.is_file() and "](figures/csra-heads-ablation-csra-heads.png)" in out.read_text()
+    assert report.main(argparse.Namespace(results=str(root), output=str(out), check=True)) == 0
+
+
 def test_figures_are_byte_identical(tmp_path):
-    from bench.report import plots as report_plots
+    from bench.report.figures import plots as report_plots
 
     data = ReportData(_small_results(tmp_path))
     curve = data.curves("csra", ("num_heads",), "heads", "CSRA Table 7")[0]

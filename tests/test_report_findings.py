@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import claims
-from bench.report.common import ReportData
+from bench.report.ledger import claims
+from bench.report.collect.records import ReportData
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 needs_results = pytest.mark.skipif(not (RESULTS / "default").is_dir(), reason="committed records not here")
@@ -163,7 +163,7 @@ def test_per_class_ap_names_the_classes_that_carry_the_difference(pages):
 
 @needs_results
 def test_sweep_figures_are_differences_on_one_axis_with_marks(today, monkeypatch):
-    from bench.report import plots
+    from bench.report.figures import plots
 
     figs = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))

@@ -74,10 +74,21 @@ def world_size(executor: str, cluster: Mapping[str, Any], resources: Mapping[str
 
         params = slurm_parameters(parse_cluster(cluster), resources, 1)
         return int(params["nodes"]) * int(params["ntasks_per_node"])
+    if _one_process_env():  # known without importing bench.run.distributed (torch): a dry run stays light
+        return 1
     from bench.run.distributed import layout_from_env
 
     layout = layout_from_env()
     return layout.world_size if layout is not None else 1
+
+
+def _one_process_env() -> bool:
+    """True when neither torchrun's WORLD_SIZE nor a Slurm step's SLURM_STEP_NUM_TASKS names more
+    than one process: ``layout_from_env`` then returns None (a sufficient condition of it)."""
+    try:
+        return all(int(os.environ.get(k) or 1) <= 1 for k in ("WORLD_SIZE", "SLURM_STEP_NUM_TASKS"))
+    except ValueError:
+        return False  # not a number: layout_from_env says what it is
 
 
 def with_world_size(jobs: list[Any], executor: str, cluster: Mapping[str, Any]) -> list[Any]:

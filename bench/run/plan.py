@@ -54,10 +54,9 @@ def _split_sizes(job: Any) -> tuple[int, int, int]:
 
 
 def _cache_file(key: Mapping[str, Any]) -> Path:
-    import timm
-    import torch
+    import importlib.metadata as md  # the installed versions, read without importing torch or timm
 
-    text = json.dumps({**key, "torch": torch.__version__, "timm": timm.__version__}, sort_keys=True)
+    text = json.dumps({**key, "torch": md.version("torch"), "timm": md.version("timm"), "key": 2}, sort_keys=True)
     root = Path(os.environ.get("BENCH_CACHE_DIR", ".cache/data")) / "plan"
     return root / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
 
@@ -96,8 +95,9 @@ def _extrapolate(low: float, high: float, side: int) -> float:
 def measure(job: Any) -> dict[str, Any]:
     """Per stage at the job's resolution: forward MACs and saved-for-backward bytes per sample;
     params (cached per model, resolution and class count)."""
-    from methods.backbones import WEIGHT_OPTIONS
+    from bench.spec.method_facts import backbone_weights_names
 
+    WEIGHT_OPTIONS = backbone_weights_names()[1]  # noqa: N806 (methods.backbones', read from source)
     options = {k: v for k, v in dict(job.backbone.get("options") or {}).items() if k not in WEIGHT_OPTIONS}
     num_classes = 80 if job.dataset["name"] == "coco2014" else 20
     side = int(job.budget["resolution"])

@@ -33,10 +33,9 @@ def check_backbone(where: str, backbone: Mapping[str, Any], resolution: Any) -> 
     if "pretrained_path" in options and not isinstance(options["pretrained_path"], str):
         raise SpecError(f"{where}: backbone.options.pretrained_path={options['pretrained_path']!r} "
                         "must be a file path")
-    from methods import backbones
+    from bench.spec.method_facts import backbone_weights_names
 
-    NAMED_WEIGHTS = getattr(backbones, "NAMED_WEIGHTS", {})  # noqa: N806
-    WEIGHT_OPTIONS = getattr(backbones, "WEIGHT_OPTIONS", ("pretrained_path",))  # noqa: N806
+    NAMED_WEIGHTS, WEIGHT_OPTIONS = backbone_weights_names()  # noqa: N806 (methods.backbones', from source)
 
     weights = options.get("weights")
     if weights is not None and not isinstance(weights, str):

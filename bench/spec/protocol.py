@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import methods
+from bench.spec import method_facts
 
 CONTRASTIVE_RECIPES = ("method", "shared")
 CONTRASTIVE_STAGE = "contrastive"
@@ -38,7 +38,7 @@ def contrastive_stage(budget: Mapping[str, Any], protocol: str, method: str,
     out["contrastive_recipe"] = choice
     if choice == "shared":
         return out
-    recipe = methods.get(method).recipe
+    recipe = method_facts.recipe(method)
     own: dict[str, Any] = {"optimizer": {"backbone_lr_scale": float(recipe.get("backbone_lr_scale", 1.0))}}
     if recipe.get("augmentation"):
         own["augmentation"] = recipe["augmentation"]

@@ -22,8 +22,7 @@ import yaml
 
 from bench.errors import SpecError  # noqa: F401  (re-exported: bench.spec.suites.SpecError)
 
-import methods
-from bench.spec import schema
+from bench.spec import method_facts, schema
 from bench.spec.jobs import JobSpec
 from bench.spec.named import check_backbone, check_dataset, min_resolution  # noqa: F401 (re-exported)
 from bench.spec.named import need_choice as _need_choice
@@ -174,18 +173,19 @@ def _parse_row(where: str, row: Any) -> MethodRow:
     if row.get("hparams") is not None and not isinstance(row["hparams"], Mapping):
         raise SpecError(f"{where}: hparams must be a mapping of name: value, not {row['hparams']!r}")
     name = str(row["method"])
-    if name not in methods.names():
-        raise SpecError(f"{where}: unknown method {name!r}{did_you_mean(name, methods.names())}; "
-                        f"known: {', '.join(methods.names())}")
-    spec = methods.get(name)
+    known = method_facts.names()
+    if name not in known:
+        raise SpecError(f"{where}: unknown method {name!r}{did_you_mean(name, known)}; "
+                        f"known: {', '.join(known)}")
     try:
-        hparams = spec.resolve(row.get("hparams"))
+        hparams = method_facts.resolve(name, row.get("hparams"))
     except ValueError as err:
         text = str(err)
-        unknown = [h for h in (row.get("hparams") or {}) if h not in spec.defaults]
-        hint = did_you_mean(unknown[0], sorted(spec.defaults)) if unknown else ""
-        raise SpecError(f"{where} ({spec.name}): {text}{hint}") from None
-    return MethodRow(spec.name, hparams, str(row.get("label", "")))
+        defaults = method_facts.defaults(name)
+        unknown = [h for h in (row.get("hparams") or {}) if h not in defaults]
+        hint = did_you_mean(unknown[0], sorted(defaults)) if unknown else ""
+        raise SpecError(f"{where} ({name}): {text}{hint}") from None
+    return MethodRow(name, hparams, str(row.get("label", "")))
 
 
 # ----------------------------------------------------------------------------- value domains
@@ -230,7 +230,10 @@ def validate_suite(suite: SuiteSpec, where: str) -> SuiteSpec:
     naming the file, row and key. Reads no data, creates nothing."""
     check_finite({"dataset": suite.dataset, "backbone": suite.backbone, "budget": suite.budget,
                   "optimizer": suite.optimizer, "evaluation": suite.evaluation}, where)
+    from bench.spec.listing import resolve_choices
     from bench.spec.weights import resolve_normalize
+
+    resolve_choices()  # the choice lists read from source: augment, optim, metrics not imported (torch)
 
     if suite.budget.get("normalize") in ("weights", "none", "imagenet"):  # normalisation from the weights
         normalize = resolve_normalize(where, suite.backbone, suite.budget["normalize"])
@@ -279,13 +282,7 @@ def validate_suite(suite: SuiteSpec, where: str) -> SuiteSpec:
 def method_stages(method: str) -> tuple[str, ...] | None:
     """The training stages of a method's model, read from its builder's return annotation
     (no model is built); None when the builder does not say."""
-    import typing
-
-    try:
-        model_cls = typing.get_type_hints(methods.get(method).build).get("return")
-        return tuple(model_cls.stages)
-    except Exception:  # noqa: BLE001 -- an unannotated builder: the runner checks at run time
-        return None
+    return method_facts.stages(method)
 
 
 #: Recipe keys the suite always decides: a suite is one (backbone, resolution) configuration.
@@ -317,7 +314,7 @@ def recipe_budget(suite: SuiteSpec, method: str) -> tuple[dict[str, Any], dict[s
     budget, optimizer = dict(suite.budget), dict(suite.optimizer)
     if suite.protocol == "paper-recipe":
         not_applied, decided = [], []
-        for key, value in methods.get(method).recipe.items():
+        for key, value in method_facts.recipe(method).items():
             if key in SUITE_DECIDES:
                 decided.append(key)
             elif key in MODEL_APPLIES:

@@ -1,6 +1,6 @@
 """The rules of the claims ledger and the machinery every check shares (the checks themselves:
-:mod:`bench.report.checks_rows` for mAP claims, :mod:`bench.report.checks_costs` for costs and
-times; bench.report.claims assembles the ledger).
+:mod:`bench.report.ledger.rows` for mAP claims, :mod:`bench.report.ledger.costs` for costs and
+times; bench.report.ledger.claims assembles the ledger).
 
 The rules, written once here and applied to every claim:
 
@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from bench.evaluate import stats
-from bench.report import paper_values as pv
-from bench.report import stage1
-from bench.report.common import ReportData, fmt, fmt_p, fmt_signed
+from bench.report.collect import paper_values as pv
+from bench.report.ledger import stage1
+from bench.report.collect.records import ReportData, fmt, fmt_p, fmt_signed
 
 REPRODUCED = "reproduced"
 DIRECTION = "reproduced in direction at CPU scale"

@@ -22,9 +22,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from bench.report import paper_values as pv  # noqa: E402
+from bench.report.collect import paper_values as pv  # noqa: E402
 from bench.evaluate import stats  # noqa: E402
-from bench.report.common import SWEEP_AXES, Curve, ReportData, hparam_text, test_metric  # noqa: E402
+from bench.report.collect.records import SWEEP_AXES, Curve, ReportData, hparam_text, test_metric  # noqa: E402
 
 #: PNG metadata without the matplotlib version or any timestamp: same inputs, same bytes.
 PNG_METADATA = {"Software": None}

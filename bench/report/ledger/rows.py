@@ -1,5 +1,5 @@
 """The ledger's mAP checks: method vs method (main suite), the training-free trick, ablation
-curves; and the word-vector similarity flag of ML-GCN-style rows. Rules: bench.report.checks."""
+curves; and the word-vector similarity flag of ML-GCN-style rows. Rules: bench.report.ledger.rules."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -8,10 +8,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from bench.evaluate import stats
-from bench.report.checks import (NOT_RUN, CONTRADICTED, STAGE_CONTRADICTED, EMPIRICAL, FAILED, STAGE_INCONCLUSIVE, MAIN_SUITE, MIN_SEEDS, PENDING, REGIME_SUITES, RUN_MAIN, Check,
+from bench.report.ledger.rules import (NOT_RUN, CONTRADICTED, STAGE_CONTRADICTED, EMPIRICAL, FAILED, STAGE_INCONCLUSIVE, MAIN_SUITE, MIN_SEEDS, PENDING, REGIME_SUITES, RUN_MAIN, Check,
                                  PairEvidence, Test, Verdict, decide, failed_runs, judge, not_converged_runs,
                                  pair_evidence, regime_checks, row_evidence, test_text, weakest, earlier_stage_runs)
-from bench.report.common import (SWEEP_AXES, SWEEP_SUITES, ReportData, command_for, fmt, fmt_p, fmt_signed, hparam_text,
+from bench.report.collect.records import (SWEEP_AXES, SWEEP_SUITES, ReportData, command_for, fmt, fmt_p, fmt_signed, hparam_text,
                                  hparams, is_cpu_scale)
 
 #: Two class names whose label vectors have at least this cosine count as near-synonyms for the

@@ -13,8 +13,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from bench.evaluate import convergence, stats
-from bench.report import cache
-from bench.report.configurations import one_configuration_per_label, say_unread
+from bench.report.collect import cache
+from bench.report.collect.configurations import one_configuration_per_label, say_unread
 from bench.run.store import Store, staleness
 
 #: Datasets at paper scale; everything else (the embedded mosaics) is reported as CPU scale.
@@ -62,7 +62,7 @@ def chance_margin(chance: float) -> float:
 #: unless at chance or the representation collapsed (then the whole run failed).
 ALL_POSITIVE_CR = 99.0
 ALL_NEGATIVE_CR = 1.0
-SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
+SWEEPS_DIR = Path(__file__).resolve().parents[3] / "sweeps"
 #: A run converged when every stage passes bench.evaluate.convergence's rule (recomputed from the history).
 CONVERGED_GAIN = convergence.MAX_LAST_QUARTER_GAIN
 #: Marks a row with at least one stale record (made by other code than the current).

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from bench.evaluate import convergence, stats
-from bench.report.common import DASH, ReportData, fmt, md_table, test_metric
+from bench.report.collect.records import DASH, ReportData, fmt, md_table, test_metric
 
 STAGE1_SUITE = "ablation-probmcl-stage1-cpu"
 PROBE_SUITE = "ablation-probmcl-probe-only-cpu"
@@ -168,7 +168,7 @@ def section(data: ReportData, figures_dir: Path, link_dir: Path, output: Path) -
 
 
 def _figure(found: Sequence[Mapping[str, Any]], path: Path) -> bool:
-    from bench.report import plots
+    from bench.report.figures import plots
 
     plt = plots.plt
     fig, ax = plt.subplots(figsize=(5.0, 3.4))

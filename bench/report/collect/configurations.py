@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from bench.spec.jobs import SEMANTIC_FIELDS, canonical_json, identity_fields
 
@@ -77,3 +78,14 @@ def say_unread(root: Path, store: "Store", suites: list[str], variants: list[str
 
         print(f"bench report: {len(variants)} --set variant folder(s) not in the report (their own "
               f"configurations): {'; '.join(variant_text(root, v) for v in variants)}", file=sys.stderr)
+
+
+def machine(record: Mapping[str, Any]) -> str:
+    """The CPU/GPU a record was made on (its provenance)."""
+    return str((record.get("provenance") or {}).get("machine") or "unknown machine")
+
+
+def suite_machine(data: Any, suite: str) -> str:
+    """The machine most of the suite's records (``data``: a ReportData) were made on: the only one
+    its cost column shows."""
+    return Counter(machine(r) for r in data.suites.get(suite, [])).most_common(1)[0][0]

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from bench.report import paper_values as pv
+from bench.report.collect import paper_values as pv
 from bench.evaluate import stats
-from bench.report.common import (DASH, PAPER_ROW_METHODS, ReportData, fmt, fmt_ci, fmt_signed,
+from bench.report.collect.records import (DASH, PAPER_ROW_METHODS, ReportData, fmt, fmt_ci, fmt_signed,
                                  SWEEP_SUITES, hparam_text, hparams, is_cpu_scale, md_table, setting_text)
 
 MAIN_SUITE = "default"
@@ -308,7 +308,7 @@ def _curve_table(data: ReportData, method: str, axis: str, paper: pv.PaperTable 
 
 
 def _stale_mark(data: ReportData, records: Sequence[Mapping[str, Any]]) -> str:
-    from bench.report.common import STALE_MARK
+    from bench.report.collect.records import STALE_MARK
     return f" {STALE_MARK}" if any(data.health(r).stale for r in records) else ""
 
 
@@ -336,7 +336,7 @@ def row_flags(data: ReportData, records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _axes():
-    from bench.report.common import SWEEP_AXES
+    from bench.report.collect.records import SWEEP_AXES
     return SWEEP_AXES
 
 

@@ -5,12 +5,12 @@ The legend of each table kind is written once (:func:`legend`)."""
 from __future__ import annotations
 
 import statistics
-from collections import Counter
 from typing import Any, Mapping, Sequence
 
 from bench.evaluate import convergence, stats
-from bench.report import claims
-from bench.report.common import (CONVERGED_GAIN, STALE_MARK, ReportData, fmt, fmt_ci, fmt_p, fmt_signed, md_table,
+from bench.report.collect.configurations import machine, suite_machine  # noqa: F401 (re-exported)
+from bench.report.ledger import claims
+from bench.report.collect.records import (CONVERGED_GAIN, STALE_MARK, ReportData, fmt, fmt_ci, fmt_p, fmt_signed, md_table,
                                  setting_text, test_metric)
 
 SUMMARY_METRICS = ("mAP", "CF1", "OF1")
@@ -73,15 +73,6 @@ def _gain(data: ReportData, runs: list[dict]) -> str:
         return "—"
     mean = sum(gains) / len(gains)
     return fmt(mean, 2) + ("" if fmt(max(gains), 2) == fmt(mean, 2) else f" (max {fmt(max(gains), 2)})")
-
-
-def machine(record: Mapping[str, Any]) -> str:
-    return str((record.get("provenance") or {}).get("machine") or "unknown machine")
-
-
-def suite_machine(data: ReportData, suite: str) -> str:
-    """The machine most of the suite's records were made on: the only one its cost column shows."""
-    return Counter(machine(r) for r in data.suites.get(suite, [])).most_common(1)[0][0]
 
 
 def _seconds(data: ReportData, suite: str, runs: Sequence[Mapping[str, Any]]) -> str:
@@ -161,7 +152,7 @@ def legend(data: ReportData, rule_text: str = "") -> str:
 
 
 def _margin() -> str:
-    from bench.report.common import CHANCE_FRACTION, CHANCE_MARGIN
+    from bench.report.collect.records import CHANCE_FRACTION, CHANCE_MARGIN
     return f"max({CHANCE_MARGIN:g}, {CHANCE_FRACTION:g} x (100 - chance)) points"
 
 

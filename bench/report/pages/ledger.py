@@ -7,8 +7,8 @@ from collections import Counter
 from typing import Any
 
 from bench.evaluate import stats
-from bench.report import claims
-from bench.report.common import ReportData, fmt, md_table
+from bench.report.ledger import claims
+from bench.report.collect.records import ReportData, fmt, md_table
 
 CELLS_PAGE = "docs/report-cells.md"
 
@@ -24,7 +24,7 @@ def rules(data: ReportData) -> list[str]:
     return ["## Claims ledger", "",
             "Every numeric claim of the three papers: the claims in their text and every table cell, with the "
             f"evidence each verdict rests on, are on the generated page [{CELLS_PAGE}]({CELLS_PAGE}). The status is "
-            "decided by code (`bench/report/checks.py`) from the records, by rules applied to every claim:", "",
+            "decided by code (`bench/report/ledger/rules.py`) from the records, by rules applied to every claim:", "",
             "1. the evidence is the comparison the paper made, at the paper's configuration (the ablation sweep of "
             "that axis of that method at the paper's other settings, e.g. CSRA's H; two rows of the main suite for "
             "a method-vs-method claim), never a proxy across methods; a configuration the records lack is *"
@@ -65,8 +65,8 @@ def rules(data: ReportData) -> list[str]:
 
 def cells_page(data: ReportData, report_link: str) -> str:
     """docs/report-cells.md: the ledger's evidence, the papers' tables beside ours, per-class AP, every cell."""
-    from bench.report.per_class import section as per_class
-    from bench.report.tables import all_tables
+    from bench.report.figures.per_class import section as per_class
+    from bench.report.figures.tables import all_tables
 
     text = claims.text_claims(data)
     cells = claims.table_cell_claims(data)

@@ -70,7 +70,7 @@ def _setup(record: Mapping[str, Any]) -> tuple[Any, ...]:
 def compare_records(new: list[dict[str, Any]], committed: list[dict[str, Any]]) -> list[JobRow]:
     by_new = {r["job_id"]: r for r in new}
     by_old = {r["job_id"]: r for r in committed}
-    from bench.report.configurations import config_of, shared_labels
+    from bench.report.collect.configurations import config_of, shared_labels
 
     shared = shared_labels(new + committed)  # a label two configurations use: rows apart
 
@@ -145,7 +145,7 @@ def render(rows: list[JobRow], new_root: str, committed_root: str, suite: str,
 def main(args: argparse.Namespace) -> int:
     import sys
 
-    from bench.report.collect import shared_labels
+    from bench.report.collect.results import shared_labels
     from bench.spec.yaml_io import variant_name
 
     args.suite = variant_name(args.suite, getattr(args, "sets", None) or ())

@@ -1,15 +1,15 @@
 """The ledger's cost checks: parameter counts, GMACs, training cost by stage, and time overheads
-compared like for like. Rules: bench.report.checks (rule 3)."""
+compared like for like. Rules: bench.report.ledger.rules (rule 3)."""
 from __future__ import annotations
 
 from collections import Counter
 from typing import Any, Callable, Mapping
 
 from bench.evaluate import stats
-from bench.report.checks import (NOT_RUN, COST_CMD, COST_TOLERANCE, INDICATIVE, INDICATIVE_NOT, MAIN_SUITE, NOT_REPRODUCED,
+from bench.report.ledger.rules import (NOT_RUN, COST_CMD, COST_TOLERANCE, INDICATIVE, INDICATIVE_NOT, MAIN_SUITE, NOT_REPRODUCED,
                                  PARAM_TOLERANCE, PENDING, RATIO_TOLERANCE, REPRODUCED, RUN_MAIN, SMALL_OVERHEAD,
                                  Check, Verdict)
-from bench.report.common import ReportData, command_for, fmt, fmt_signed
+from bench.report.collect.records import ReportData, command_for, fmt, fmt_signed
 
 
 def _resolved(method: str, hp: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from bench.evaluate.metrics import average_precision
-from bench.report.common import ReportData, fmt, fmt_signed, md_table
+from bench.report.collect.records import ReportData, fmt, fmt_signed, md_table
 
 MAIN_SUITE = "default"
 FIGURE = "per-class-ap-default.png"
@@ -65,7 +65,7 @@ def section(data: ReportData, suite: str = MAIN_SUITE) -> list[str]:
 
 def figure(data: ReportData, path: Path, suite: str = MAIN_SUITE) -> bool:
     """Heatmap: per-class AP of each row minus the baseline row's (points), diverging around 0."""
-    from bench.report import plots
+    from bench.report.figures import plots
 
     classes, aps = per_class(data, suite)
     base_label = data.label_for(suite, "baseline")

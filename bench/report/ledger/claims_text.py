@@ -1,15 +1,15 @@
-"""The papers' numeric claims in their text (the table cells are added by bench.report.claims).
+"""The papers' numeric claims in their text (the table cells are added by bench.report.ledger.claims).
 
 Each entry: (paper, where in the paper, the claim as the paper states it, the check that
-decides its status from the records). Checks are defined in :mod:`bench.report.claims`.
+decides its status from the records). Checks are defined in :mod:`bench.report.ledger.claims`.
 """
 from __future__ import annotations
 
-from bench.report import paper_values as pv
-from bench.report.checks import arithmetic, both, needs
-from bench.report.checks_costs import (counted_overhead, cost_fewer, decided_by, lowest_training_cost, params_equal,
+from bench.report.collect import paper_values as pv
+from bench.report.ledger.rules import arithmetic, both, needs
+from bench.report.ledger.costs import (counted_overhead, cost_fewer, decided_by, lowest_training_cost, params_equal,
                                       time_overhead)
-from bench.report.checks_rows import (ablation_greater, best_of, curve_check, greater, node_features, trick_gain,
+from bench.report.ledger.rows import (ablation_greater, best_of, curve_check, greater, node_features, trick_gain,
                                       trick_robust)
 
 #: The paper's smallest fixed-Lambda gain in CSRA Table 1 (the claim "also improves every model").

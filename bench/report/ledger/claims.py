@@ -1,18 +1,18 @@
 """The claims ledger: every numeric claim of the three papers, with a status decided by code.
 
-Text claims are listed in :data:`bench.report.claims_text.TEXT_CLAIMS` (paper, where, claim, check);
-every table cell of :mod:`bench.report.paper_values` is a claim too (:func:`table_cell_claims`).
-The rules and the checks live in :mod:`bench.report.checks` (re-exported here).
+Text claims are listed in :data:`bench.report.ledger.claims_text.TEXT_CLAIMS` (paper, where, claim, check);
+every table cell of :mod:`bench.report.collect.paper_values` is a claim too (:func:`table_cell_claims`).
+The rules and the checks live in :mod:`bench.report.ledger.rules` (re-exported here).
 """
 from __future__ import annotations
 
-from bench.report import paper_values as pv
-from bench.report.checks import *  # noqa: F401,F403  (the rules, statuses and checks)
-from bench.report.checks import NEEDS, OUT_OF_SCOPE, Claim, ReportData, holm_pass
-from bench.report.checks_costs import *  # noqa: F401,F403
-from bench.report.checks_costs import cost_match
-from bench.report.checks_rows import *  # noqa: F401,F403
-from bench.report.claims_text import TEXT_CLAIMS
+from bench.report.collect import paper_values as pv
+from bench.report.ledger.rules import *  # noqa: F401,F403  (the rules, statuses and checks)
+from bench.report.ledger.rules import NEEDS, OUT_OF_SCOPE, Claim, ReportData, holm_pass
+from bench.report.ledger.costs import *  # noqa: F401,F403
+from bench.report.ledger.costs import cost_match
+from bench.report.ledger.rows import *  # noqa: F401,F403
+from bench.report.ledger.claims_text import TEXT_CLAIMS
 
 #: The configuration a paper's cost cell was counted at (CSRA's parameter claim: H = 1).
 PAPER_CONFIGURATION = {"CSRA": {"num_heads": 1}}

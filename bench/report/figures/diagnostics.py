@@ -9,8 +9,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench.report.common import ReportData
-from bench.report.methods_section import machine, suite_machine
+from bench.report.collect.records import ReportData
+from bench.report.collect.configurations import machine, suite_machine
 
 MAIN_SUITE = "default"
 LOSS_FIGURE = "stage-losses-default.png"
@@ -27,7 +27,7 @@ def loss_figure(data: ReportData, path: Path, suite: str = MAIN_SUITE) -> bool:
             panels.append((label, stages))
     if not panels:
         return False
-    from bench.report import plots
+    from bench.report.figures import plots
 
     plt = plots.plt
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 2.8), squeeze=False)
@@ -75,7 +75,7 @@ def cost_figure(data: ReportData, path: Path, suite: str = MAIN_SUITE) -> bool:
         points.append((label, ci.mean, err, gmacs, seconds))
     if not any(p[3] is not None for p in points):
         return False
-    from bench.report import plots
+    from bench.report.figures import plots
 
     plt = plots.plt
     fig, (left, right) = plt.subplots(1, 2, figsize=(8.6, 3.4), sharey=True)

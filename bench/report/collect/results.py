@@ -13,7 +13,7 @@ import sys
 
 from bench.errors import BenchError
 from bench.run.store import Store, record_fingerprint, staleness
-from bench.report.configurations import config_of, shared_labels  # noqa: F401  (bench compare uses them too)
+from bench.report.collect.configurations import config_of, shared_labels  # noqa: F401  (bench compare uses them too)
 
 METRICS = ("mAP", "CP", "CR", "CF1", "OP", "OR", "OF1")
 

@@ -1,0 +1,1 @@
+"""Stage 3, findings: REPORT.md's first screen, selected and summarised from the ledger's verdicts (table.py: one line per testable claim and the forest plot; sentences.py: the generated key findings)."""

@@ -1,0 +1,1 @@
+"""Stage 2, the ledger's rules in one place: every claim of the papers with a status decided by code (rules.py: the rules and what every check shares; rows.py: mAP checks; costs.py: cost checks; claims.py + claims_text.py: the ledger; stage1.py: ProbMCL's stage-1 budget evidence)."""
