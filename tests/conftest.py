@@ -41,8 +41,11 @@ def _cost_cache(tmp_path_factory):
 
 
 #: Test files whose tests share one resource: under xdist each file runs on one worker. test_slurm.py:
-#: the one Slurm cluster of the session (fixed ports, one controller, one accounting database).
-SHARED_FILES = {"tests/test_slurm.py": "slurm"}
+#: the one Slurm cluster of the session (fixed ports, one controller, one accounting database);
+#: test_equivalence.py: its module fixture's two code runs.
+SHARED_FILES = {"tests/test_slurm.py": "slurm",
+                # the two code runs (base and today's) that its tests share (one module fixture)
+                "tests/test_equivalence.py": "equivalence"}
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
@@ -66,7 +69,8 @@ def pytest_xdist_make_scheduler(config, log):
 
 #: Modules whose tests each train several jobs in subprocesses (docs/test-profile.md): under
 #: xdist they go first, so that no long test starts last while the other worker idles.
-LONG_MODULES = ("test_kill_resume.py", "test_runner.py", "test_train_path.py", "test_suite_validation.py")
+LONG_MODULES = ("test_kill_resume.py", "test_runner.py", "test_train_path.py", "test_suite_validation.py",
+                "test_equivalence.py")
 
 
 @pytest.hookimpl(tryfirst=True)
