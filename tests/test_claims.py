@@ -281,10 +281,22 @@ def test_test_time_is_like_for_like_and_needs_the_sign(today):
 @needs_results
 def test_all_lambdas_vs_baseline_is_seed_paired_every_value(today):
     c = _today(today, "All Lambda values give mAP far higher")  # was: not reproduced by CI non-overlap
-    # issue 26: Fig. 5 is H = 1; the sweep ran H = 6: not run, with the command that runs it, H = 6 listed
-    assert c.status == claims.NOT_RUN and "num_heads = 6 (the paper's: 1)" in c.measured
-    assert "num_heads: [1]" in c.measured and "0.02: 60.6 (3 seeds)" in c.measured
-    assert _today(today, "ResNet-cut peaks at Lambda = 0.1").status == claims.NOT_RUN
+    # issue 26: Fig. 5 is H = 1: decided on the H = 1 sweep, every value seed-paired with the baseline
+    assert c.status == claims.LEANS and "`ablation-csra-lambda-h1-cpu`" in c.measured
+    assert "0.02: 60.1 (3 seeds)" in c.measured and "0.02 - baseline (default): +0.57" in c.measured
+    assert "1 - baseline (default): +3.11" in c.measured
+    peak = _today(today, "ResNet-cut peaks at Lambda = 0.1")
+    assert peak.status == claims.AGAINST and "best at 0.5" in peak.measured and "0.1 - 0.5: -1.49" in peak.measured
+
+
+@needs_results
+def test_fig5_without_an_h1_sweep_is_not_run_and_names_the_command():
+    # the H = 6 sweep alone is another configuration: listed, never deciding
+    data = ReportData(RESULTS, 100)
+    del data.suites["ablation-csra-lambda-h1-cpu"]
+    fig5 = next(c for c in claims.text_claims(data) if c.claim.startswith("All Lambda values give mAP far higher"))
+    assert fig5.status == claims.NOT_RUN and "num_heads = 6 (the paper's: 1)" in fig5.measured
+    assert "sweeps/ablation-csra-lambda-h1-cpu.yaml" in fig5.measured and "0.02: 60.6 (3 seeds)" in fig5.measured
 
 
 @needs_results
