@@ -2,10 +2,9 @@
 
 Code fingerprint (``code_fingerprint``): which code made a record
 ------------------------------------------------------------------
-The job id hashes WHAT a job computes (its semantic fields, ``bench.spec.jobs``); the code
-fingerprint hashes the code that COMPUTES it. A done record whose
-``provenance.code_fingerprint`` differs from :func:`current_code_fingerprint` of its method
-(or is missing or unreadable) is **stale** (``bench.run.store.JobDir.state``).
+The job id hashes WHAT a job computes (its semantic fields); the code fingerprint hashes the code
+that COMPUTES it. A done record whose ``provenance.code_fingerprint`` differs from
+:func:`current_code_fingerprint` of its method (or is missing) is **stale** (``bench.run.store``).
 
 Scope -- what counts (decided once, here; README "When is a record stale?"):
 
@@ -27,10 +26,8 @@ Scope -- what counts (decided once, here; README "When is a record stale?"):
   defaults) count only for that method's records; everything else counts for every record.
   A change to ProbMCL's file makes ProbMCL's records stale, not ASL's.
 
-**Verified equivalence** (:mod:`bench.run.equivalence`): a record made by fingerprint F is also
-current when ``results/code-equivalence.json`` links F to the current fingerprint of its method --
-an entry written only after every committed configuration, shrunk, gave bit-identical outputs
-under both codes on one machine, and rechecked by ``tests/test_equivalence.py``.
+A record is also current when ``results/code-equivalence.json`` links its fingerprint to today's,
+an entry written only when shown to compute the same (:mod:`bench.run.equivalence`).
 
 Records made under scheme 1 (sha256 of every file's bytes with its path, one value for every
 method) are current when :data:`LEGACY` maps their fingerprint to the current scheme-2 value of
