@@ -95,7 +95,7 @@ def runs(tmp_path_factory):
     if ENTRIES and shutil.which("git") and (REPO / ".git").exists():
         root = equivalence.extract(ENTRIES[-1]["from_commit"], tmp / "base-code")
         base = equivalence.run_code(root, specs, tmp / "base", tmp / "base.log")
-    return specs, moved, new, base
+    return specs, moved, new, base, tmp
 
 
 def _row(outputs: dict, spec: dict) -> dict:
@@ -107,8 +107,11 @@ def _row(outputs: dict, spec: dict) -> dict:
 @needs_git
 @pytest.mark.skipif(not ENTRIES, reason="no equivalence entry: the records' own code is the current code")
 def test_current_code_computes_what_the_records_code_computed(runs):
-    specs, _, new, base = runs
+    specs, _, new, base, tmp = runs
     assert len(specs) == 7
+    # each process ran its own code (not an installed copy ahead of PYTHONPATH)
+    assert equivalence.made_by(tmp / "base" / "results") <= set(ENTRIES[-1]["from"].values())
+    assert equivalence.made_by(tmp / "new" / "results") <= set(provenance.code_fingerprints().values())
     ours = {k: v for k, v in new.items() if k in base}
     assert len(ours) == 7 and all(len(row) > len(equivalence.COMPARED) for row in ours.values())
     assert equivalence.differences(base, ours) == []
@@ -116,7 +119,7 @@ def test_current_code_computes_what_the_records_code_computed(runs):
 
 def test_the_comparison_sees_a_changed_number(runs):
     # the same code, one hyperparameter moved by a hair: the check must not pass it
-    specs, moved, new, _ = runs
+    specs, moved, new, _, _ = runs
     row_a, row_b = _row(new, specs[0]), _row(new, moved)
     moved_outputs = [k for k in row_a if k.startswith("predictions.") and row_a[k] != row_b[k]]
     assert moved_outputs, "a 1e-6 relative change of the lr left every score bit-identical"

@@ -117,3 +117,27 @@ def test_sigterm_is_handled_like_ctrl_c_and_resumes(reference):
     assert resumed.returncode == 0
     assert ("resuming" in resumed.stdout) == had_checkpoint
     assert _outcome(results) == expected
+
+
+def test_sigterm_inside_multiprocessing_code_waits_until_the_main_thread_leaves_it(monkeypatch):
+    # a clean-clone CI run: SIGTERM raised inside the handshake that fetches a batch from a
+    # DataLoader worker broke the worker's resource-sharer connection; the worker printed a traceback
+    import multiprocessing.connection as mpc
+    import types
+
+    from bench import cli
+
+    sent: list = []
+    monkeypatch.setattr(cli.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    code = compile("pass", mpc.__file__, "exec")  # a frame whose code is multiprocessing's
+    inner = types.SimpleNamespace(f_code=code, f_back=None)
+    outer = types.SimpleNamespace(f_code=compile("pass", "/x/bench/train/loop.py", "exec"), f_back=inner)
+    cli._deferred_since.clear()
+    cli._on_sigterm(signal.SIGTERM, outer)  # deferred: no raise, the signal comes again
+    time.sleep(0.1)
+    assert sent == [(os.getpid(), signal.SIGTERM)]
+    with pytest.raises(cli.Terminated):  # outside multiprocessing: at once
+        cli._on_sigterm(signal.SIGTERM, types.SimpleNamespace(f_code=outer.f_code, f_back=None))
+    cli._deferred_since[:] = [time.monotonic() - cli.DEFER_LIMIT_S - 1]
+    with pytest.raises(cli.Terminated):  # never deferred past the limit
+        cli._on_sigterm(signal.SIGTERM, outer)

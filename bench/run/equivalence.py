@@ -175,11 +175,23 @@ def fingerprints_at(commit: str) -> dict[str, str]:
         return provenance.code_fingerprints(root, provenance._excluded_of(root))
 
 
+def made_by(results: Path) -> set[str]:
+    """The code fingerprints the records under ``results`` carry (which code really ran)."""
+    return {json.loads(f.read_text())["provenance"]["code_fingerprint"] for f in results.glob("*/*/record.json")}
+
+
 def compare(base_commit: str, specs: list[dict[str, Any]], work: Path) -> tuple[list[str], dict[str, Any]]:
-    """Run ``specs`` under ``base_commit``'s code and the working tree's; (differences, outputs)."""
+    """Run ``specs`` under ``base_commit``'s code and the working tree's; (differences, outputs).
+    Each run's records must carry its own code's fingerprints: a run that imported the other
+    code (e.g. an installed copy ahead of PYTHONPATH) would compare a code with itself."""
     base_root = extract(base_commit, work / "base-code")
     base = run_code(base_root, specs, work / "base", work / "base.log")
     new = run_code(REPO, specs, work / "new", work / "new.log")
+    for name, root, results in (("base", base_root, work / "base"), ("new", REPO, work / "new")):
+        expected = set(provenance.code_fingerprints(root, provenance._excluded_of(root)).values())
+        if not made_by(results / "results") <= expected:
+            raise RuntimeError(f"the {name} run did not run the code under {root}: its records carry "
+                               f"{sorted(made_by(results / 'results'))}, that code is {sorted(expected)}")
     return differences(base, new), new
 
 
