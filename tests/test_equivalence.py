@@ -38,7 +38,6 @@ def test_a_record_is_current_only_through_an_entry_for_its_method(tmp_path, monk
     later = {"from_commit": "y", "from": {"*": "b0", "asl": "b1"}, "to": {"*": "c0", "asl": "c2"}}
     table.write_text(json.dumps({"entries": [entry, later]}))
     monkeypatch.setattr(equivalence, "TABLE", table)
-    monkeypatch.setattr(equivalence.load_table, "__defaults__", (table,))
     record = {"job": {"method": "asl"}, "provenance": {"code_fingerprint": "a1"}}
     assert staleness(record, current="c2") == ""  # a1 -> b1 -> c2: chained
     assert staleness(record, current="b1") == ""

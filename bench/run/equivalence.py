@@ -189,18 +189,22 @@ def compare(base_commit: str, specs: list[dict[str, Any]], work: Path) -> tuple[
     new = run_code(REPO, specs, work / "new", work / "new.log")
     for name, root, results in (("base", base_root, work / "base"), ("new", REPO, work / "new")):
         expected = set(provenance.code_fingerprints(root, provenance._excluded_of(root)).values())
-        if not made_by(results / "results") <= expected:
+        carried = made_by(results / "results")
+        if not carried <= expected:
             raise RuntimeError(f"the {name} run did not run the code under {root}: its records carry "
-                               f"{sorted(made_by(results / 'results'))}, that code is {sorted(expected)}")
+                               f"{sorted(carried)}, that code is {sorted(expected)}")
     return differences(base, new), new
 
 
-def load_table(path: Path = TABLE) -> list[dict[str, Any]]:
-    """The entries of the equivalence table (read once per change of the file)."""
+def load_table(path: Path | None = None) -> list[dict[str, Any]]:
+    """The entries of the equivalence table (:data:`TABLE` unless ``path``; read once per change
+    of the file)."""
+    path = path or TABLE
     stamp = path.stat().st_mtime_ns if path.is_file() else None
-    if _TABLE_CACHE.get(path, (None,))[0] != stamp or stamp is None:
-        _TABLE_CACHE[path] = (stamp, json.loads(path.read_text())["entries"] if stamp else [])
-    return _TABLE_CACHE[path][1]
+    cached = _TABLE_CACHE.get(path)
+    if cached is None or cached[0] != stamp:
+        _TABLE_CACHE[path] = cached = (stamp, [] if stamp is None else json.loads(path.read_text())["entries"])
+    return cached[1]
 
 
 _TABLE_CACHE: dict[Path, tuple[int | None, list[dict[str, Any]]]] = {}
