@@ -114,6 +114,14 @@ def slurm_cluster():
             os.environ["SLURM_CONF"] = previous
 
 
+@pytest.fixture(scope="session")
+def bench_forks():
+    """`bench` processes forked from a server that imported bench once (tests/bench_forks.py)."""
+    from bench_forks import shared
+
+    return shared()
+
+
 @pytest.fixture
 def paper_weights_cache(tmp_path, monkeypatch):
     """A local Hugging Face cache holding a placeholder file for every tag of

@@ -29,10 +29,22 @@ def tiny_suite(tmp_path: Path, name: str = "tiny", methods: list | None = None, 
     return path
 
 
-def run_bench(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run the real `bench` entry point in a subprocess (as a user would)."""
+def run_bench(*args: str, cwd: Path | None = None, timeout: int = 300,
+              fresh: bool | None = None) -> subprocess.CompletedProcess:
+    """Run `bench` in its own process (as a user would): ``python -m bench.cli ARGS``.
+
+    A `bench run` that trains (no ``--dry-run``) is forked from a server that imported bench
+    once (tests/bench_forks.py: the same ``bench.cli.main``, ~5 s of imports less); everything
+    else -- dry runs, status, errors, what tests the CLI's own start -- is a fresh interpreter.
+    ``fresh=True`` forces the fresh interpreter."""
     env = {**os.environ, "BENCH_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "BENCH_CACHE_DIR": str(Path(cwd or REPO) / ".cache" / "data")}
+    if fresh is None:
+        fresh = not (args and args[0] == "run" and "--dry-run" not in args)
+    if not fresh:
+        from bench_forks import shared
+
+        return shared().run(list(args), env, cwd or REPO, timeout)
     return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd or REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -89,12 +90,13 @@ def runs(tmp_path_factory):
     specs = _small_jobs()
     moved = json.loads(json.dumps(specs[0]))
     moved["optimizer"]["lr"] = moved["optimizer"]["lr"] * (1 + 1e-6)
-    new = equivalence.run_code(REPO, specs + [moved], tmp / "new", tmp / "new.log")
-    base = None
-    if ENTRIES and shutil.which("git") and (REPO / ".git").exists():
-        root = equivalence.extract(ENTRIES[-1]["from_commit"], tmp / "base-code")
-        base = equivalence.run_code(root, specs, tmp / "base", tmp / "base.log")
-    return specs, moved, new, base, tmp
+    with ThreadPoolExecutor(2) as pool:  # the two processes side by side: each waits on its own
+        new = pool.submit(equivalence.run_code, REPO, specs + [moved], tmp / "new", tmp / "new.log")
+        base = None
+        if ENTRIES and shutil.which("git") and (REPO / ".git").exists():
+            root = equivalence.extract(ENTRIES[-1]["from_commit"], tmp / "base-code")
+            base = pool.submit(equivalence.run_code, root, specs, tmp / "base", tmp / "base.log")
+        return specs, moved, new.result(), base and base.result(), tmp
 
 
 def _row(outputs: dict, spec: dict) -> dict:

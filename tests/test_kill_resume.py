@@ -3,11 +3,17 @@ in the middle of every kind of write: checkpoint, per-epoch log, predictions, re
 and then resumed ends with exactly the metrics of an uninterrupted run. SIGTERM is handled
 like Ctrl-C. Runs in CI (about two minutes on 2 cores). The suite uses the GPU-grade path's
 state -- EMA weights (ema 0.99), bf16 autocast and DataLoader workers -- so their resume is proven
-too (the checkpoint carries the EMA weights and the scaler)."""
+too (the checkpoint carries the EMA weights and the scaler).
+
+The killed and resumed runs are `bench` processes forked from a server that imported bench once
+(tests/bench_forks.py: real processes, killed by real signals, without 5 s of imports each); the
+reference is a fresh ``python -m bench.cli`` interpreter, and a forked run must equal it too."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -28,10 +34,14 @@ def _env(tmp_path: Path, **extra: str) -> dict:
             "BENCH_CACHE_DIR": str(tmp_path / "cache"), **extra}
 
 
+def _args(suite: Path, results: Path) -> list[str]:
+    return ["run", "--suite", str(suite), "--results", str(results), "--no-report"]
+
+
 def _run(suite: Path, results: Path, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench.cli", "run", "--suite", str(suite), "--results",
-                           str(results), "--no-report"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600)
+    """`bench run` in a fresh interpreter (``python -m bench.cli``)."""
+    return subprocess.run([sys.executable, "-m", "bench.cli", *_args(suite, results)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
 
 
 def _outcome(results: Path) -> dict:
@@ -48,9 +58,23 @@ def _outcome(results: Path) -> dict:
     return out
 
 
-@pytest.fixture(scope="session")  # once per xdist worker, which may interleave other modules' tests
-def reference(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("kill")
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory, bench_forks):
+    """(folder, suite, the uninterrupted run's outcome, a forked run's seconds): made ONCE per
+    session -- under xdist the first worker makes it under a lock and the others read it."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # this session's folder, above every worker's own
+    with open(shared / "kill-reference.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        made = shared / "kill-reference.pkl"
+        if not made.exists():
+            made.write_bytes(pickle.dumps(_make_reference(shared / "kill", bench_forks)))
+        return pickle.loads(made.read_bytes())
+
+
+def _make_reference(tmp: Path, bench_forks) -> tuple[Path, Path, dict, float]:
+    tmp.mkdir()
     suite = tiny_suite(tmp, name="kill", methods=METHODS, n_train=96,
                        budget={"epochs": 3, "batch_size": 32, "resolution": 24, "ema": 0.99, "workers": 2,
                                "precision": "bf16"})
@@ -60,42 +84,47 @@ def reference(tmp_path_factory):
     job = expand_jobs(load_suite(str(suite)))[0]
     datasets.load("mnist-mosaic", job.dataset["options"], resolution=job.budget["resolution"],
                   cache_dir=tmp / "cache")
-    t0 = time.perf_counter()
     done = _run(suite, tmp / "ref", _env(tmp))
     assert done.returncode == 0, done.stderr[-2000:]
-    return tmp, suite, _outcome(tmp / "ref"), time.perf_counter() - t0
+    expected = _outcome(tmp / "ref")
+    # the killed runs are forked (no imports): their moments are fractions of a forked run's time
+    t0 = time.perf_counter()
+    forked = bench_forks.run(_args(suite, tmp / "ref-forked"), _env(tmp))
+    seconds = time.perf_counter() - t0
+    assert forked.returncode == 0, forked.stderr[-2000:]
+    assert _outcome(tmp / "ref-forked") == expected  # a forked run computes what a fresh interpreter does
+    return tmp, suite, expected, seconds
 
 
 @pytest.mark.parametrize("fault", ["checkpoint.pt:2", "checkpoint.pt:4", "summary.csv:3", "predictions.npz:1",
                                    "record.json:2", "DONE:1", "DONE:3"])
-def test_sigkill_during_a_write_then_resume_is_identical(reference, fault):
+def test_sigkill_during_a_write_then_resume_is_identical(reference, bench_forks, fault):
     tmp, suite, expected, _ = reference
     results = tmp / f"r-{fault.replace(':', '-')}"
-    killed = _run(suite, results, _env(tmp, BENCH_FAULT_KILL=fault))
+    killed = bench_forks.run(_args(suite, results), _env(tmp, BENCH_FAULT_KILL=fault))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-1000:]
-    resumed = _run(suite, results, _env(tmp))
+    resumed = bench_forks.run(_args(suite, results), _env(tmp))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert _outcome(results) == expected
 
 
 @pytest.mark.parametrize("fraction", [0.2, 0.45, 0.7, 0.9])
-def test_sigkill_at_any_moment_then_resume_is_identical(reference, fraction):
+def test_sigkill_at_any_moment_then_resume_is_identical(reference, bench_forks, fraction):
     tmp, suite, expected, seconds = reference
     results = tmp / f"t-{fraction}"
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--suite", str(suite), "--results",
-                             str(results), "--no-report"], cwd=REPO, env=_env(tmp),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = bench_forks.start(_args(suite, results), _env(tmp))
     time.sleep(fraction * seconds)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    resumed = _run(suite, results, _env(tmp))
+    resumed = bench_forks.run(_args(suite, results), _env(tmp))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert _outcome(results) == expected
 
 
-def test_sigterm_is_handled_like_ctrl_c_and_resumes(reference):
+def test_sigterm_is_handled_like_ctrl_c_and_resumes(reference, bench_forks):
     tmp, suite, expected, _ = reference
     results = tmp / "term"
+    # a fresh interpreter: the SIGTERM handler of `python -m bench.cli` itself
     proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--suite", str(suite), "--results",
                              str(results), "--no-report"], cwd=REPO, env=_env(tmp),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -113,7 +142,7 @@ def test_sigterm_is_handled_like_ctrl_c_and_resumes(reference):
     assert proc.returncode == 143 and "terminated (SIGTERM)" in err, err[-1000:]
     assert "Traceback" not in err
     had_checkpoint = bool(list(results.glob("*/*/checkpoint.pt")))
-    resumed = _run(suite, results, _env(tmp))
+    resumed = bench_forks.run(_args(suite, results), _env(tmp))
     assert resumed.returncode == 0
     assert ("resuming" in resumed.stdout) == had_checkpoint
     assert _outcome(results) == expected

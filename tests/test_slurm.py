@@ -1,7 +1,14 @@
 """The Slurm executor against a REAL single-node cluster (tests/slurm_cluster.py).
 
 Run alone with ``pytest -m slurm``. Jobs are tiny (embedded mnist-mosaic,
-smallcnn, 32 px, 1-3 epochs); every wait is bounded.
+smallcnn, 32 px, 1-6 epochs); every wait is bounded.
+
+The scenarios that mostly WAIT on the cluster (preemption, requeues, arrays, two tasks) start
+together, in threads, when the module starts (:func:`background`): the cluster runs their jobs
+side by side as a real one would, and each test then checks its own scenario's outcome with the
+same assertions as when they ran one after another (most of them inside the scenario, where the
+moment matters). What must run in the main thread (an in-process reference run: it installs
+signal handlers) runs in the test.
 """
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -69,7 +77,47 @@ def _sacct_state(slurm_id: str, env: dict) -> str:
     return ""
 
 
-def test_sweep_array_with_a_failing_job(slurm_cluster, tmp_path):
+@pytest.fixture(scope="module", autouse=True)
+def background(slurm_cluster, tmp_path_factory):
+    """The waiting scenarios, started together when the module starts: {name: Future}. A test
+    takes its scenario's ``result()``, which re-raises the scenario's failure with its traceback."""
+    for n_train in (128, 768):  # the data caches, built once here (threads would build them at once)
+        sweep = load_sweep(str(_write_sweep(tmp_path_factory.mktemp("warm"), "warm", seeds=[0], n_train=n_train)))
+        load_job_data(expand_sweep(sweep)[0])
+    env = slurm_cluster.env
+    scenarios = {  # the longest first: their jobs queue first
+        "preemptw": lambda tmp: _preempted_job_with_workers(tmp, env),
+        "preempt": lambda tmp: _preempted_job_resumes(tmp, env),
+        "exhaust": lambda tmp: _requeues_exhausted(tmp, env),
+        "array": _array_with_a_failing_job, "twice": _two_concurrent_cli_sweeps, "ddp": _two_task_job}
+    pool = ThreadPoolExecutor(len(scenarios), thread_name_prefix="slurm-scenario")
+    futures: dict[str, Future] = {name: pool.submit(run, tmp_path_factory.mktemp(name))
+                                  for name, run in scenarios.items()}
+    yield futures
+    pool.shutdown(wait=True)  # every wait in a scenario is bounded
+
+
+def test_sweep_array_with_a_failing_job(background):
+    background["array"].result()
+
+
+def test_preempted_job_with_workers_requeues_once(background):
+    background["preemptw"].result()
+
+
+def test_requeues_exhausted_fail_with_the_reason(background):
+    background["exhaust"].result()
+
+
+def test_two_concurrent_cli_sweeps_run_each_job_once(background):
+    background["twice"].result()
+
+
+def test_two_task_job_runs_data_parallel(background):
+    background["ddp"].result()
+
+
+def _array_with_a_failing_job(tmp_path: Path) -> None:
     sweep = load_sweep(str(_write_sweep(tmp_path, "arr", seeds=[0, 1, 2])))
     jobs = expand_sweep(sweep)
     load_job_data(jobs[0])  # warm the dataset cache once
@@ -139,19 +187,24 @@ def _submit_one(tmp_path: Path, name: str, **sweep_keys):
     return job, store, jd, read_submission(jd)["slurm_job_id"]
 
 
-def test_preempted_job_resumes_from_checkpoint(slurm_cluster, tmp_path):
+def _preempted_job_resumes(tmp_path: Path, env: dict):
     job, store, jd, slurm_id = _submit_one(tmp_path, "preempt", epochs=3, n_train=768)
     deadline = time.monotonic() + 300  # bounded; a loaded 2-core machine took over 120 s to the first checkpoint
     while not jd.checkpoint_file.exists() and not jd.is_done and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not jd.is_done, "the job finished before it could be preempted"
-    assert jd.checkpoint_file.exists(), f"no checkpoint within 300 s ({_sacct_state(slurm_id, slurm_cluster.env)})"
-    subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, env=slurm_cluster.env, timeout=15)
+    assert jd.checkpoint_file.exists(), f"no checkpoint within 300 s ({_sacct_state(slurm_id, env)})"
+    subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, env=env, timeout=15)
     assert _wait_final([job], store, timeout=240)[job.job_id] == "done"
     assert json.loads((jd.path / PREEMPTED_FILE).read_text())["count"] >= 1
     record = json.loads(jd.record_file.read_text())
     assert record["timing"]["resumed"] is True
-    # the same job uninterrupted, in this process: identical metrics
+    return job, record
+
+
+def test_preempted_job_resumes_from_checkpoint(background, tmp_path):
+    job, record = background["preempt"].result()
+    # the same job uninterrupted, in this process (the main thread): identical metrics
     reference = run_job(job, Store(tmp_path / "reference"), device="cpu", threads=1, progress=False)
     assert record["metrics"]["selected"]["test"]["mAP"] == pytest.approx(
         reference["metrics"]["selected"]["test"]["mAP"], abs=1e-6)
@@ -182,7 +235,7 @@ def _forked_children(pid: int) -> list[int]:
     return [c for c in child_processes(pid, recursive=False) if cmdline(c) == cmdline(pid) != b""]
 
 
-def test_preempted_job_with_workers_requeues_once(slurm_cluster, tmp_path):
+def _preempted_job_with_workers(tmp_path: Path, env: dict) -> None:
     """Slurm signals every process of the step, DataLoader workers included: the job is
     checkpointed and requeued ONCE (by its main process) and ends with the metrics of an
     uninterrupted run (tests/test_child_signals.py has the mechanism and the local run)."""
@@ -194,7 +247,7 @@ def test_preempted_job_with_workers_requeues_once(slurm_cluster, tmp_path):
     _wait_for(lambda: len(_forked_children(task)) >= 2 or jd.is_done, 60, "the DataLoader workers")
     assert not jd.is_done, "the job finished before it could be preempted"
     workers = len(_forked_children(task))
-    subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, env=slurm_cluster.env, timeout=15)
+    subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, env=env, timeout=15)
     assert _wait_final([job], store, timeout=240)[job.job_id] == "done"
     assert workers >= 2
     assert json.loads((jd.path / PREEMPTED_FILE).read_text())["count"] == 1  # one checkpoint() call
@@ -204,9 +257,9 @@ def test_preempted_job_with_workers_requeues_once(slurm_cluster, tmp_path):
     assert stderr.count("Caught signal SIGUSR2") == 1, stderr[-3000:]  # only the main process acted
     assert stdout.count("Calling checkpoint method") == 1, stdout[-3000:]
     assert stdout.count("Requeued job") == 1 and "exited unexpectedly" not in stderr
-    _wait_for(lambda: _sacct_state(slurm_id, slurm_cluster.env) not in ("", "RUNNING", "COMPLETING"), 60,
+    _wait_for(lambda: _sacct_state(slurm_id, env) not in ("", "RUNNING", "COMPLETING"), 60,
               "the task process to exit")
-    assert _sacct_state(slurm_id, slurm_cluster.env) == "COMPLETED"
+    assert _sacct_state(slurm_id, env) == "COMPLETED"
     record = json.loads(jd.record_file.read_text())
     assert record["timing"]["resumed"] is True
     # the same job uninterrupted, locally, in a fresh process that (like the Slurm task) only
@@ -254,17 +307,17 @@ def _wait_for(condition, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def test_requeues_exhausted_fail_with_the_reason(slurm_cluster, tmp_path):
+def _requeues_exhausted(tmp_path: Path, env: dict) -> None:
     job, store, jd, slurm_id = _submit_one(tmp_path, "exhaust", epochs=6, n_train=768, cluster={"max_requeues": 1})
     _wait_for(jd.checkpoint_file.exists, 300, "the first checkpoint")  # bounded; slow when loaded
-    subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, env=slurm_cluster.env, timeout=15)
+    subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, env=env, timeout=15)
     # requeued once (max_requeues 1): it resumes and writes a LATER checkpoint
     first = jd.checkpoint_file.stat().st_mtime_ns
     _wait_for(lambda: (jd.path / PREEMPTED_FILE).exists(), 60, "preempted.json")
     _wait_for(lambda: jd.checkpoint_file.exists() and jd.checkpoint_file.stat().st_mtime_ns != first,
               120, "a checkpoint written after the requeue")
     assert not jd.is_done, "the job finished before the second signal"
-    subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, env=slurm_cluster.env, timeout=15)
+    subprocess.run(["scancel", "--signal=USR2", slurm_id], check=True, env=env, timeout=15)
     assert _wait_final([job], store, timeout=120)[job.job_id] == "failed"
     (status,), _ = job_statuses([job], store)
     assert "timed-out too many times" in status.reason, status.reason
@@ -272,7 +325,7 @@ def test_requeues_exhausted_fail_with_the_reason(slurm_cluster, tmp_path):
     assert not jd.is_done and "UncompletedJobError" in jd.error_file.read_text()
 
 
-def test_two_concurrent_cli_sweeps_run_each_job_once(slurm_cluster, tmp_path):
+def _two_concurrent_cli_sweeps(tmp_path: Path) -> None:
     spec = str(_write_sweep(tmp_path, "twice", seeds=[0, 1, 2]))
     results = tmp_path / "results"
     jobs = expand_sweep(load_sweep(spec))
@@ -295,7 +348,7 @@ def test_two_concurrent_cli_sweeps_run_each_job_once(slurm_cluster, tmp_path):
     assert len(results_pickles) == 3, results_pickles
 
 
-def test_two_task_job_runs_data_parallel(slurm_cluster, tmp_path):
+def _two_task_job(tmp_path: Path) -> None:
     from bench.run.devices import with_world_size
 
     sweep = load_sweep(str(_write_sweep(tmp_path, "ddp", seeds=[0], cluster={"tasks_per_node": 2})))
