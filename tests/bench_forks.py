@@ -6,9 +6,13 @@ most of what the kill/resume matrix spends (24 runs). :class:`BenchForks` starts
 process per test session (``python tests/bench_forks.py``) that imports those modules and then,
 for every run a test asks for, ``fork()``s: the child takes the run's working directory,
 environment, argv and stdout/stderr files and calls ``bench.cli.main`` -- the function
-``python -m bench.cli`` calls -- and leaves through the interpreter's normal exit (atexit
-handlers, non-daemon threads), as ``python -m bench.cli`` does. It is a real process with its
-own pid: tests SIGKILL/SIGTERM it and its DataLoader workers as they would a subprocess.
+``python -m bench.cli`` calls -- and exits as the interpreter does (non-daemon threads joined,
+atexit handlers, streams flushed, the exit code read from SystemExit), less the teardown of the
+imported modules. It is a real process with its own pid: tests SIGKILL/SIGTERM it and its
+DataLoader workers as they would a subprocess. Measured (a torch-free `bench run --dry-run`):
+fresh interpreter 0.55-0.70 s, fork 2.1 s as first written, 0.78 s with ``gc.freeze()`` in the
+server (a fork's collections no longer touch, hence copy, every imported object), 0.4 s with
+the module teardown skipped.
 
 What a fork shares with the server is what was imported. Variables read when a module is
 IMPORTED therefore come from the server's environment: :meth:`BenchForks.start` refuses a run
@@ -21,9 +25,12 @@ so every forked run there is also compared with a fresh interpreter's records.
 from __future__ import annotations
 
 import atexit
+import gc
 import json
 import os
 import tempfile
+import threading
+import traceback
 import signal
 import subprocess
 import sys
@@ -53,6 +60,7 @@ def _serve() -> None:
 
     for name in PRELOAD:
         importlib.import_module(name)
+    gc.freeze()  # the forks' collections skip the imported objects: no copy-on-write of them
     requests, answers = sys.stdin, sys.stdout
     answers.write(json.dumps({"ready": os.getpid()}) + "\n")
     answers.flush()
@@ -94,7 +102,24 @@ def _child(req: dict) -> None:
     sys.argv = [str(REPO / "bench" / "cli.py"), *req["argv"]]
     from bench.cli import main
 
-    sys.exit(main(req["argv"]))
+    try:
+        code = main(req["argv"])
+    except SystemExit as err:  # as the interpreter reads it: None 0, an int itself, else printed and 1
+        code = err.code
+    except BaseException:  # what escapes main: the interpreter prints it and exits 1
+        traceback.print_exc()
+        code = 1
+    if not isinstance(code, int):
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    # The interpreter's exit, less the teardown of every module (~0.4 s of a forked run):
+    # non-daemon threads joined, atexit handlers run (DataLoader workers, loggers), streams flushed.
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class ForkedRun:

@@ -30,17 +30,15 @@ def tiny_suite(tmp_path: Path, name: str = "tiny", methods: list | None = None, 
 
 
 def run_bench(*args: str, cwd: Path | None = None, timeout: int = 300,
-              fresh: bool | None = None) -> subprocess.CompletedProcess:
-    """Run `bench` in its own process (as a user would): ``python -m bench.cli ARGS``.
+              fresh: bool = False) -> subprocess.CompletedProcess:
+    """Run `bench ARGS` in its own process, as a user would, and capture its output and exit code.
 
-    A `bench run` that trains (no ``--dry-run``) is forked from a server that imported bench
-    once (tests/bench_forks.py: the same ``bench.cli.main``, ~5 s of imports less); everything
-    else -- dry runs, status, errors, what tests the CLI's own start -- is a fresh interpreter.
-    ``fresh=True`` forces the fresh interpreter."""
+    The process is forked from a server that imported bench once (tests/bench_forks.py): it runs
+    the same ``bench.cli.main`` as ``python -m bench.cli`` without the interpreter's start (~1 s
+    for a torch-free command, ~5 s for one that trains). ``fresh=True`` starts a fresh
+    interpreter instead; tests/test_cli_fast.py checks the start itself (what it imports)."""
     env = {**os.environ, "BENCH_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "BENCH_CACHE_DIR": str(Path(cwd or REPO) / ".cache" / "data")}
-    if fresh is None:
-        fresh = not (args and args[0] == "run" and "--dry-run" not in args)
     if not fresh:
         from bench_forks import shared
 
