@@ -11,6 +11,7 @@ from torch import nn
 from bench.data.base import Split
 from bench.train.data import Feed
 from bench.train.ema import make_ema
+from bench.train import guard
 from bench.train.guard import masked_update, optimizer_tensors
 from bench.train.loop import NonFiniteError, Step, train_epoch
 from bench.train.optim import build_optimizer, build_schedule
@@ -20,6 +21,15 @@ from methods.base import MultiLabelModel
 from methods.losses import bce_loss
 
 C = 3
+
+
+@pytest.fixture(autouse=True, params=["device", "host"])
+def path(request, monkeypatch):
+    """Every test twice: the device path (update, then undo where not finite; what a GPU runs) and
+    the host path (``if finite: update()``; what a CPU run takes, the flag being in host memory)."""
+    monkeypatch.setattr(guard, "HOST_READ_FREE", {"cpu"} if request.param == "host" else set())
+    return request.param
+
 CFG = {"name": "adamw", "lr": 0.05, "weight_decay": 1e-2, "schedule": "constant", "momentum": 0.9}
 
 

@@ -34,15 +34,12 @@ method) are current when :data:`LEGACY` maps their fingerprint to the current sc
 their method: the table is computed from the commit that made them (``tests/test_stale.py``
 recomputes it from git), never written by hand.
 
-Not hashed: the suite/sweep YAML (its effect on a job is exactly the job's semantic fields,
-already in the job id), tests, docs, benchmarks, REPORT.md, pyproject.toml. Package versions,
-Python, CPU model and thread count are recorded beside the fingerprint (``packages``,
-``python``, ``machine``, ``threads``) but do not make a record stale: they change float
-reduction order, not the method (README "What agreement to expect").
-
-The fingerprint is computed ONCE per process, when this module is first imported (the
-runner imports it before training), so a record describes the code the process loaded
-even if a file is edited while it trains.
+Not hashed: the suite/sweep YAML (its effect is the job id's semantic fields), tests, docs,
+benchmarks, REPORT.md, pyproject.toml. Package versions, Python, CPU model and threads are
+recorded beside the fingerprint but do not make a record stale: they change float reduction
+order, not the method (README "What agreement to expect"). The fingerprint is computed ONCE per
+process, when this module is first imported (before training): a record describes the code the
+process loaded even if a file is edited while it trains.
 """
 from __future__ import annotations
 
@@ -384,7 +381,10 @@ def _excluded_of(root: Path) -> dict[str, str]:
         if (root / rel).is_file():
             for node in ast.parse((root / rel).read_text()).body:
                 if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "EXCLUDED":
-                    return ast.literal_eval(node.value)
+                    try:
+                        return ast.literal_eval(node.value)
+                    except ValueError:  # a display with ``**{... for ...}`` over literals: no names, no builtins
+                        return eval(compile(ast.Expression(node.value), rel, "eval"), {"__builtins__": {}}, {})
     raise ValueError(f"no EXCLUDED table under {root}")
 
 
