@@ -151,10 +151,10 @@ class ForkedRun:
 class BenchForks:
     """The server process and the client side (one per test session and xdist worker)."""
 
-    def __init__(self, logs: Path):
+    def __init__(self, logs: Path, env: dict | None = None):
         self._logs, self._count = Path(logs), 0
         self._logs.mkdir(parents=True, exist_ok=True)
-        self.env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # as every test run: no hub is reached
+        self.env = {**(os.environ if env is None else env), "HF_HUB_OFFLINE": "1"}  # no test reaches a hub
         self._proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve())], cwd=REPO, env=self.env,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         ready = self._proc.stdout.readline()

@@ -106,20 +106,26 @@ def test_the_default_action_still_ends_the_main_process():
             "from bench.run.signals import main_process_only\n"
             "with main_process_only((signal.SIGUSR2,)):\n"
             "    os.kill(os.getpid(), signal.SIGUSR2)\n"
-            "    time.sleep(10)\n"
+            "    time.sleep(1)\n"
             "print('survived')\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == -signal.SIGUSR2 and "survived" not in out.stdout
 
 
-def _run_cli(suite: Path, results: Path, env: dict, signal_children: bool) -> tuple[int, str, set[int]]:
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--suite", str(suite), "--results",
-                             str(results), "--no-report"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _run_cli(bench_forks, suite: Path, results: Path, env: dict,
+             signal_children: bool) -> tuple[int, str, set[int]]:
+    proc = bench_forks.start(["run", "--suite", str(suite), "--results", str(results), "--no-report"], env)
     signalled: set[int] = set()
 
     def pester() -> None:  # USR2 and SIGTERM to every child, again and again, until the run ends
-        while proc.poll() is None:
+        while _alive(proc.pid):
             for child in child_processes(proc.pid):
                 for sig in (signal.SIGUSR2, signal.SIGTERM):
                     try:
@@ -132,10 +138,10 @@ def _run_cli(suite: Path, results: Path, env: dict, signal_children: bool) -> tu
     thread = threading.Thread(target=pester, daemon=True)
     if signal_children:
         thread.start()
-    out, err = proc.communicate(timeout=500)
+    done = proc.completed([], timeout=500)
     if signal_children:
         thread.join(timeout=10)
-    return proc.returncode, out + err, signalled
+    return done.returncode, done.stdout + done.stderr, signalled
 
 
 def _metrics(results: Path) -> dict:
@@ -148,18 +154,19 @@ def _metrics(results: Path) -> dict:
     return out
 
 
-def test_local_job_survives_usr2_and_sigterm_to_every_child(tmp_path):
+def test_local_job_survives_usr2_and_sigterm_to_every_child(tmp_path, bench_forks):
     """A local `bench run` with 2 DataLoader workers whose children get USR2 and SIGTERM every
-    0.1 s finishes (exit 0) with the record of an undisturbed run."""
+    0.1 s finishes (exit 0) with the record of an undisturbed run. (Both runs are `bench`
+    processes forked from the tests' server, tests/bench_forks.py.)"""
     suite = tiny_suite(tmp_path, name="childsig", n_train=512, epochs=2,
                        budget={"epochs": 2, "batch_size": 32, "resolution": 24, "workers": 2})
     env = {**os.environ, "BENCH_THREADS": "1", "HF_HUB_OFFLINE": "1", "BENCH_CACHE_DIR": str(tmp_path / "cache")}
-    code, log, _ = _run_cli(suite, tmp_path / "reference", env, signal_children=False)
+    code, log, _ = _run_cli(bench_forks, suite, tmp_path / "reference", env, signal_children=False)
     assert code == 0, log[-2000:]
     # its own cache folder: the input-building child (bench.run.inputs, started only when a cache
     # is missing) is among the pestered children too
     env["BENCH_CACHE_DIR"] = str(tmp_path / "cache-pestered")
-    code, log, signalled = _run_cli(suite, tmp_path / "pestered", env, signal_children=True)
+    code, log, signalled = _run_cli(bench_forks, suite, tmp_path / "pestered", env, signal_children=True)
     assert code == 0, log[-3000:]
     assert len(signalled) >= 4, signalled  # the workers of several epochs and evaluations got them
     assert _metrics(tmp_path / "pestered") == _metrics(tmp_path / "reference") != {}

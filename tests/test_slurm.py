@@ -97,26 +97,6 @@ def background(slurm_cluster, tmp_path_factory):
     pool.shutdown(wait=True)  # every wait in a scenario is bounded
 
 
-def test_sweep_array_with_a_failing_job(background):
-    background["array"].result()
-
-
-def test_preempted_job_with_workers_requeues_once(background):
-    background["preemptw"].result()
-
-
-def test_requeues_exhausted_fail_with_the_reason(background):
-    background["exhaust"].result()
-
-
-def test_two_concurrent_cli_sweeps_run_each_job_once(background):
-    background["twice"].result()
-
-
-def test_two_task_job_runs_data_parallel(background):
-    background["ddp"].result()
-
-
 def _array_with_a_failing_job(tmp_path: Path) -> None:
     sweep = load_sweep(str(_write_sweep(tmp_path, "arr", seeds=[0, 1, 2])))
     jobs = expand_sweep(sweep)
@@ -200,15 +180,6 @@ def _preempted_job_resumes(tmp_path: Path, env: dict):
     record = json.loads(jd.record_file.read_text())
     assert record["timing"]["resumed"] is True
     return job, record
-
-
-def test_preempted_job_resumes_from_checkpoint(background, tmp_path):
-    job, record = background["preempt"].result()
-    # the same job uninterrupted, in this process (the main thread): identical metrics
-    reference = run_job(job, Store(tmp_path / "reference"), device="cpu", threads=1, progress=False)
-    assert record["metrics"]["selected"]["test"]["mAP"] == pytest.approx(
-        reference["metrics"]["selected"]["test"]["mAP"], abs=1e-6)
-    assert record["selected_epoch"] == reference["selected_epoch"]
 
 
 def _task_process(folder: Path) -> int | None:
@@ -414,3 +385,37 @@ def test_on_a_node_without_cuda_a_gpu_job_stops_in_seconds_and_records_nothing(s
             break
         time.sleep(1)
     assert state.startswith("FAILED") and state.split("|")[1] == "2:0", state  # exit 2, no signal
+
+
+# The waiting scenarios' outcomes: last in the file, so that the tests above run while they wait.
+def test_preempted_job_resumes_from_checkpoint(background, tmp_path):
+    # the same job uninterrupted, in this process (the main thread, while the scenarios run):
+    # identical metrics
+    sweep = load_sweep(str(_write_sweep(tmp_path, "preempt", seeds=[0], epochs=3, n_train=768)))
+    same = expand_sweep(sweep)[0]
+    reference = run_job(same, Store(tmp_path / "reference"), device="cpu", threads=1, progress=False)
+    job, record = background["preempt"].result()
+    assert same.job_id == job.job_id
+    assert record["metrics"]["selected"]["test"]["mAP"] == pytest.approx(
+        reference["metrics"]["selected"]["test"]["mAP"], abs=1e-6)
+    assert record["selected_epoch"] == reference["selected_epoch"]
+
+
+def test_sweep_array_with_a_failing_job(background):
+    background["array"].result()
+
+
+def test_preempted_job_with_workers_requeues_once(background):
+    background["preemptw"].result()
+
+
+def test_requeues_exhausted_fail_with_the_reason(background):
+    background["exhaust"].result()
+
+
+def test_two_concurrent_cli_sweeps_run_each_job_once(background):
+    background["twice"].result()
+
+
+def test_two_task_job_runs_data_parallel(background):
+    background["ddp"].result()
