@@ -85,3 +85,20 @@ def child_processes(pid: int, recursive: bool = True) -> list[int]:
             if recursive:
                 todo.append(child)
     return out
+
+
+#: What a rank of the tests' two-process groups imports: loaded once by multiprocessing's fork
+#: server, so each rank starts as a fork of it instead of a fresh interpreter importing torch.
+RANK_PRELOAD = ["torch", "torch._dynamo", "torch.distributed", "timm.utils", "methods", "bench.run.distributed",
+                "bench.train.loop", "bench.train.data"]
+
+
+def spawn_ranks(fn, args: tuple, nprocs: int = 2) -> None:
+    """``torch.multiprocessing.spawn(fn, args, nprocs)`` with ranks forked from a fork server that
+    preloaded :data:`RANK_PRELOAD` (a fresh interpreter per rank costs ~4 s of imports)."""
+    import multiprocessing
+
+    import torch.multiprocessing
+
+    multiprocessing.set_forkserver_preload(RANK_PRELOAD)  # ignored once this process's server runs
+    torch.multiprocessing.start_processes(fn, args=args, nprocs=nprocs, join=True, start_method="forkserver")

@@ -24,6 +24,7 @@ from bench.train.data import Feed
 from bench.train.loop import Step, train_epoch
 from bench.train.precision import grad_scaler
 from bench.train.settings import Runtime
+from helpers import spawn_ranks
 from methods.base import BuildContext
 
 pytestmark = pytest.mark.timeout(120)
@@ -85,7 +86,7 @@ def _free_port() -> int:
 
 
 def _two_process(tmp_path, gather: bool = True) -> list[list[dict]]:
-    torch.multiprocessing.spawn(_worker, args=(_free_port(), str(tmp_path), gather), nprocs=2, join=True)
+    spawn_ranks(_worker, (_free_port(), str(tmp_path), gather))
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
 
 

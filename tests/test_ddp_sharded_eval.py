@@ -21,6 +21,7 @@ from bench.evaluate import job as evaluation
 from bench.evaluate.metrics import evaluate
 from bench.run import distributed
 from bench.train.data import Feed
+from helpers import spawn_ranks
 from methods.base import BuildContext
 from methods.imlgcn import class_mean_features
 
@@ -80,7 +81,7 @@ def _free_port() -> int:
 
 
 def test_sharded_passes_equal_the_one_process_passes(tmp_path):
-    torch.multiprocessing.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_worker, (_free_port(), str(tmp_path)))
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     assert (r0["shard"], r1["shard"]) == (24, 13)  # whole batches of 8: 3 and 2 (the short one)
     want = _passes()  # this process: no process group, the unsharded passes

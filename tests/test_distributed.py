@@ -26,7 +26,7 @@ from bench.errors import BenchError
 from bench.run.runner import run_job
 from bench.run.store import Store
 from bench.spec.suites import expand_jobs, load_suite
-from helpers import REPO, tiny_suite
+from helpers import REPO, spawn_ranks, tiny_suite
 from methods.losses import bce_loss
 
 pytestmark = pytest.mark.timeout(180)
@@ -99,7 +99,7 @@ def _grad_worker(rank: int, port: int, out: str) -> None:
 
 
 def test_two_rank_averaged_gradient_equals_full_batch_gradient(tmp_path):
-    torch.multiprocessing.spawn(_grad_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_grad_worker, (_free_port(), str(tmp_path)))
     reference = _mlp(seed=0)  # rank 0's init, broadcast to rank 1
     x, y = _batch()
     full_loss = bce_loss(reference(x), y)
