@@ -142,3 +142,19 @@ def test_the_loop_lives_in_the_train_package():
     """bench/run/runner.py orchestrates; no optimiser step or backward pass of its own."""
     text = (REPO / "bench" / "run" / "runner.py").read_text()
     assert ".backward(" not in text and "opt.step(" not in text and "zero_grad" not in text
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_is_said_at_load(monkeypatch, capsys):
+    import torch
+
+    from bench.cli import main
+    from bench.run.devices import emulated_bf16_note
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)  # an AVX2-only CPU
+    bf16, fp32 = [{"precision": "bf16"}], [{"precision": "fp32"}, {}]
+    assert "several times slower" in emulated_bf16_note(bf16, "cpu")
+    assert emulated_bf16_note(fp32, "cpu") is None and emulated_bf16_note(bf16, "cuda") is None
+    assert main(["run", "--suite", "smoke-gpu-path", "--dry-run", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.count("budget.precision=bf16 on a CPU without bf16 instructions") == 1
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)  # this Intel (AMX)
+    assert emulated_bf16_note(bf16, "cpu") is None

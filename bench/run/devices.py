@@ -117,3 +117,20 @@ def require_world_size(job: Any, where: str) -> None:
         raise BenchError(f"{where} was submitted for {job.world_size} data-parallel process(es) and runs as "
                          f"{have}: resubmit it with the same tasks_per_node/nodes (a different W is a "
                          "different experiment, with its own job id)")
+
+
+def emulated_bf16_note(budgets: Iterable[Mapping[str, Any]], device: str | None) -> str | None:
+    """One line when a job's ``budget.precision`` is bf16 and a LOCAL run would use a CPU
+    without bf16 instructions (oneDNN's bf16 check fails, e.g. an AVX2-only EPYC): autocast
+    then runs bf16 convolutions through a scalar fallback, 6.2x slower than fp32 where measured
+    (benchmarks/bench_gpu_path_cpu.py --no-native-bf16). The run is right, only slow: said, not
+    refused. None otherwise."""
+    if not any(b.get("precision", "fp32") == "bf16" for b in budgets):
+        return None
+    import torch
+
+    where = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if not where.startswith("cpu") or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return None
+    return ("note: budget.precision=bf16 on a CPU without bf16 instructions: autocast emulates it, "
+            "several times slower than fp32 (6.2x measured); a check of the GPU path, not a timing")

@@ -117,6 +117,11 @@ def main(args: argparse.Namespace) -> int:
             from bench.train.precision import check_local_device  # no torch import to check it
 
             check_local_device([j.budget for j in jobs], args.device)
+            from bench.run.devices import emulated_bf16_note
+
+            note = emulated_bf16_note([j.budget for j in jobs], args.device)
+            if note:
+                print(note)
     args.results = resolve_root(args.results, suite.name)
     store = Store(args.results)
     statuses, _ = job_statuses(jobs, store)
