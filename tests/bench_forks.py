@@ -70,7 +70,7 @@ def _serve() -> None:
             answers.flush()
             pid = os.fork()
             if pid == 0:
-                _child(req)  # returns only through SystemExit: the interpreter's normal exit
+                _child(req)  # never returns: the child ends in os._exit
             answers.write(json.dumps({"pid": pid}) + "\n")
         elif req["op"] == "wait":
             answers.write(json.dumps({"returncode": _wait(req["pid"], req["timeout"])}) + "\n")

@@ -15,9 +15,9 @@ zero instead of the first gradient -- the same next update up to the sign of a z
 
 On the CPU (``finite`` in host memory, :data:`HOST_READ_FREE`) reading the flag costs nothing, so
 :func:`masked_update` is there the plain ``if bool(finite): update()``: on a finite step the
-same numbers bit for bit, without the snapshot, ``where`` and copy-back (measured: 16 ms of a
-~60 ms smallcnn step, one thread). A skipped step then creates no optimiser state; Adam creates
-it at its next step as the same zeros.
+same numbers bit for bit, without the snapshot, ``where`` and copy-back (the default suite's
+step 1.17-1.25x faster on one thread: benchmarks/bench_guard_cpu.py). A skipped step then
+creates no optimiser state; Adam creates it at its next step as the same zeros.
 
 Tensors on another device than ``finite`` (a non-capturable Adam's host-side ``step`` counter in
 a CUDA run) would need the flag on the host: :func:`bench.train.optim.build_optimizer` makes Adam
