@@ -18,6 +18,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 FOLDER = Path(os.environ.get("BENCH_TEST_PROFILE_DIR", Path(__file__).resolve().parent.parent / ".cache" /
                              "test-profile"))
 
@@ -27,20 +29,15 @@ def _cpu() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
 
 
-try:
-    import pytest
-
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_protocol(item, nextitem):
-        own0, kids0 = _cpu()
-        t0 = time.time()
-        yield
-        own1, kids1 = _cpu()
-        FOLDER.mkdir(parents=True, exist_ok=True)
-        with open(FOLDER / f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.tsv", "a") as fh:
-            fh.write(f"{item.nodeid}\t{t0:.2f}\t{time.time() - t0:.2f}\t{own1 - own0:.2f}\t{kids1 - kids0:.2f}\n")
-except ImportError:  # run as a script: no pytest needed
-    pass
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    own0, kids0 = _cpu()
+    t0 = time.time()
+    yield
+    own1, kids1 = _cpu()
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    with open(FOLDER / f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.tsv", "a") as fh:
+        fh.write(f"{item.nodeid}\t{t0:.2f}\t{time.time() - t0:.2f}\t{own1 - own0:.2f}\t{kids1 - kids0:.2f}\n")
 
 
 def table() -> str:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -29,22 +28,18 @@ def tiny_suite(tmp_path: Path, name: str = "tiny", methods: list | None = None, 
     return path
 
 
-def run_bench(*args: str, cwd: Path | None = None, timeout: int = 300,
-              fresh: bool = False) -> subprocess.CompletedProcess:
+def run_bench(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run `bench ARGS` in its own process, as a user would, and capture its output and exit code.
 
     The process is forked from a server that imported bench once (tests/bench_forks.py): it runs
     the same ``bench.cli.main`` as ``python -m bench.cli`` without the interpreter's start (~1 s
-    for a torch-free command, ~5 s for one that trains). ``fresh=True`` starts a fresh
-    interpreter instead; tests/test_cli_fast.py checks the start itself (what it imports)."""
+    for a torch-free command, ~5 s for one that trains). The start itself (what it imports) is
+    checked with fresh interpreters in tests/test_cli_fast.py."""
+    from bench_forks import shared
+
     env = {**os.environ, "BENCH_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "BENCH_CACHE_DIR": str(Path(cwd or REPO) / ".cache" / "data")}
-    if not fresh:
-        from bench_forks import shared
-
-        return shared().run(list(args), env, cwd or REPO, timeout)
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd or REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return shared().run(list(args), env, cwd or REPO, timeout)
 
 
 def fake_hub_cache(root: Path, files: dict[str, dict[str, bytes]], revision: str = "a" * 40) -> Path:

@@ -134,3 +134,18 @@ def emulated_bf16_note(budgets: Iterable[Mapping[str, Any]], device: str | None)
         return None
     return ("note: budget.precision=bf16 on a CPU without bf16 instructions: autocast emulates it, "
             "several times slower than fp32 (6.2x measured); a check of the GPU path, not a timing")
+
+
+def check_local_precision(jobs: Iterable[Any], device: str | None) -> None:
+    """At load, for a LOCAL run: a precision the device cannot run is one line, exit 2
+    (bench.train.precision.check_local_device); bf16 that this CPU only emulates is said
+    (:func:`emulated_bf16_note`). All-fp32 jobs run anywhere: nothing is imported to check them."""
+    budgets = [j.budget for j in jobs]
+    if all(b.get("precision", "fp32") == "fp32" for b in budgets):
+        return
+    from bench.train.precision import check_local_device
+
+    check_local_device(budgets, device)
+    note = emulated_bf16_note(budgets, device)
+    if note:
+        print(note)

@@ -109,19 +109,11 @@ def main(args: argparse.Namespace) -> int:
 
     jobs = with_world_size(jobs, name, {**suite.cluster, **cluster_overrides})  # W > 1: its own job ids
     if name != "slurm":
-        from bench.run.devices import require_local
+        from bench.run.devices import check_local_precision, require_local
 
         if not args.dry_run:
             require_local(jobs, args.device, suite.name)  # a GPU suite never falls back to the CPU
-        if any(j.budget.get("precision", "fp32") != "fp32" for j in jobs):  # fp32 runs anywhere:
-            from bench.train.precision import check_local_device  # no torch import to check it
-
-            check_local_device([j.budget for j in jobs], args.device)
-            from bench.run.devices import emulated_bf16_note
-
-            note = emulated_bf16_note([j.budget for j in jobs], args.device)
-            if note:
-                print(note)
+        check_local_precision(jobs, args.device)
     args.results = resolve_root(args.results, suite.name)
     store = Store(args.results)
     statuses, _ = job_statuses(jobs, store)

@@ -49,12 +49,11 @@ def main(args: argparse.Namespace) -> int:
     args.results = resolve_root(args.results, sweep.name)
     store = Store(args.results)
     if executor_name != "slurm":
-        from bench.run.devices import require_local
-        from bench.train.precision import check_local_device
+        from bench.run.devices import check_local_precision, require_local
 
         if not args.dry_run:
             require_local(jobs, args.device, sweep.name)  # a GPU suite never falls back to the CPU
-        check_local_device([j.budget for j in jobs], args.device)
+        check_local_precision(jobs, args.device)
     if args.dry_run:  # reads the store and the scheduler; writes nothing
         statuses, _ = job_statuses(jobs, store)
         from bench.run.plan import print_plan
